@@ -1,0 +1,158 @@
+"""The `bnnflow` command: thin click wrappers over the library functions of each stage."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bnnflow import __version__
+from bnnflow.errors import BnnflowError
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bnnflow")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Train binarized networks, export QONNX and verify the accelerator, without vendor tools."""
+    ctx.obj = {"debug": debug}
+
+
+def _train_options(fn: Any) -> Any:
+    options = [
+        click.option("--config", "config_file", type=click.Path(path_type=Path), help="TrainConfig YAML file."),
+        click.option("--model", help="Zoo model: tfc, sfc, lfc, cnv."),
+        click.option("--model-config", type=click.Path(path_type=Path), help="YAML of a user-defined MLP/CNN."),
+        click.option("--wbits", type=int, help="Weight bits (zoo: 1 or 2)."),
+        click.option("--abits", type=int, help="Activation bits (zoo: 1 or 2)."),
+        click.option("--dataset", help="digits (embedded), mnist or cifar10."),
+        click.option("--data-dir", type=click.Path(path_type=Path), help="Directory holding the data set files."),
+        click.option("--epochs", type=int),
+        click.option("--batch-size", type=int),
+        click.option("--lr", type=float),
+        click.option("--schedule", type=click.Choice(["cosine", "step", "constant"])),
+        click.option("--loss", type=click.Choice(["cross_entropy", "sqr_hinge"])),
+        click.option("--augment/--no-augment", default=None, help="Random crop and flip (CIFAR-10)."),
+        click.option("--seed", type=int),
+        click.option("--threads", type=int, help="Torch CPU threads (0: all cores)."),
+        click.option("--device", help="Torch device, e.g. cpu or cuda."),
+        click.option("--golden-samples", type=int, help="Test images stored in golden.npz."),
+        click.option("--progress/--no-progress", default=None, help="Show a progress bar."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _build_train_config(config_file: Path | None, **flags: Any) -> Any:
+    from bnnflow.training.config import TrainConfig
+
+    base = TrainConfig.from_yaml(config_file) if config_file else TrainConfig()
+    if flags.get("model") is not None and flags.get("dataset") is None and not config_file:
+        from bnnflow.training.models import default_dataset
+
+        flags["dataset"] = default_dataset(flags["model"].lower())
+    return base.replace(**flags)
+
+
+@cli.command()
+@_train_options
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--resume", is_flag=True, default=None, help="Continue from OUT/checkpoint.pt.")
+def train(config_file: Path | None, **flags: Any) -> None:
+    """Quantization-aware training of a zoo or user model."""
+    from bnnflow.training.train import train as run_training
+
+    cfg = _build_train_config(config_file, **flags)
+    result = run_training(cfg, log=_echo_err)
+    click.echo(f"test accuracy {result.test_accuracy:.2f}%; checkpoint {result.checkpoint}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output directory (default: beside it).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Directory holding the data set files.")
+@click.option("--golden-samples", type=int, help="Test images stored in golden.npz.")
+def export(checkpoint: Path, out_dir: Path | None, data_dir: Path | None, golden_samples: int | None) -> None:
+    """Export a checkpoint to QONNX plus golden.npz, and check the export against PyTorch."""
+    from bnnflow.training.export import export_checkpoint
+
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "checkpoint.pt"
+    result = export_checkpoint(checkpoint, out_dir, data_dir, golden_samples)
+    chk = result.check
+    click.echo(
+        f"wrote {result.model_path} and {result.golden_path}; QONNX equals PyTorch on {chk.samples} inputs "
+        f"(max |diff| {chk.max_abs_diff:.3g})"
+    )
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("build/run"), show_default=True)
+@click.option("--epochs", type=int, default=40, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--progress/--no-progress", default=False, show_default=True)
+def run(out_dir: Path, epochs: int, seed: int, progress: bool) -> None:
+    """The main job on the embedded digits set: train, export, check, summarize."""
+    from bnnflow.run import default_run_config
+    from bnnflow.run import run as run_job
+
+    cfg = default_run_config(out_dir, epochs, seed).replace(progress=progress)
+    summary = run_job(cfg, out_dir, log=_echo_err)
+    for line in summary.lines():
+        click.echo(line)
+
+
+@cli.command()
+def models() -> None:
+    """List the zoo models and their bit widths."""
+    from bnnflow.training.models import ZOO, ZOO_BITS
+
+    bits = ", ".join(f"w{w}a{a}" for w, a in ZOO_BITS)
+    for name, topo in ZOO.items():
+        layers = [f"conv{c.channels}{'+pool' if c.pool else ''}" for c in topo.conv] + [f"fc{w}" for w in topo.fc]
+        click.echo(f"{name:4s} {topo.dataset:8s} in{topo.in_bits}b  {'-'.join(layers)}  ({bits})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: turns BnnflowError (and any other failure) into one line on stderr and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="bnnflow", standalone_mode=False)
+    except click.exceptions.Abort:
+        _echo_err("bnnflow: aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except BnnflowError as exc:
+        if debug:
+            raise
+        _echo_err(f"bnnflow: error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _echo_err("bnnflow: interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        _echo_err(f"bnnflow: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        return 1
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,1 @@
+"""dataflow stage (see ../shared/DESIGN.md); filled in by the dataflow and RTL issues."""

@@ -1,0 +1,1 @@
+"""hw stage (see ../shared/DESIGN.md); filled in by the dataflow and RTL issues."""

@@ -1,0 +1,241 @@
+"""Quantization-aware training loop: seeded, checkpointed every epoch, resumable."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bnnflow.errors import BnnflowError
+from bnnflow.fileio import atomic_path, ensure_writable_dir, write_json
+from bnnflow.training.config import Loss, Schedule, TrainConfig
+from bnnflow.training.data import Dataset, load_dataset
+from bnnflow.training.models import BNN, ModelSpec, build_model, load_model_config, zoo_spec
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left behind."""
+
+    spec: ModelSpec
+    model: BNN
+    metrics: dict[str, Any]
+    checkpoint: Path
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.metrics["epochs"][-1]["test_acc"])
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def model_spec_for(cfg: TrainConfig, data: Dataset) -> ModelSpec:
+    if cfg.model_config is not None:
+        return load_model_config(cfg.model_config, data.input_shape, data.num_classes)
+    return zoo_spec(cfg.model, cfg.wbits, cfg.abits, data.input_shape, data.num_classes)
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """Learning rate at `progress` epochs into the run (fractional)."""
+    if cfg.schedule is Schedule.COSINE:
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress / cfg.epochs, 1.0)))
+    if cfg.schedule is Schedule.STEP:
+        return cfg.lr * 0.5 ** sum(1 for m in cfg.milestones if progress >= m)
+    return cfg.lr
+
+
+def loss_fn(kind: Loss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if kind is Loss.SQR_HINGE:
+        signs = torch.full_like(logits, -1.0).scatter_(1, target[:, None], 1.0)
+        return torch.clamp(1.0 - signs * logits, min=0.0).pow(2).mean()
+    return nn.functional.cross_entropy(logits, target)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random 4-pixel-padded crop and horizontal flip, per image."""
+    n, _, h, w = x.shape
+    padded = nn.functional.pad(x, (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (n,), generator=gen)
+    dx = torch.randint(0, 9, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    out = torch.empty_like(x)
+    for i in range(n):
+        crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
+        out[i] = crop.flip(-1) if flip[i] else crop
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, device: str = "cpu", batch: int = 1000) -> float:
+    """Top-1 accuracy in percent."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(y), batch):
+        xb = torch.from_numpy(x[start : start + batch]).float().to(device)
+        pred = model(xb).argmax(1).cpu().numpy()
+        correct += int((pred == y[start : start + batch]).sum())
+    return 100.0 * correct / len(y)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BnnflowError(f"checkpoint {path} not found; train first with `bnnflow train --out {path.parent}`")
+    try:
+        ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise BnnflowError(f"checkpoint {path} is unreadable ({type(exc).__name__}); train again") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise BnnflowError(f"{path} is not a bnnflow checkpoint (format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def model_from_checkpoint(path: Path) -> tuple[BNN, dict[str, Any]]:
+    """Rebuild the trained network (in eval mode) and return it with the checkpoint dict."""
+    ckpt = load_checkpoint(path)
+    model = build_model(ModelSpec.from_dict(ckpt["spec"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt
+
+
+def train(
+    cfg: TrainConfig,
+    log: Callable[[str], None] | None = None,
+    data: Dataset | None = None,
+) -> TrainResult:
+    """Run QAT as configured; returns the trained model and its metrics."""
+    out = ensure_writable_dir(cfg.out_dir)
+    data = data if data is not None else load_dataset(cfg.dataset, cfg.data_dir)
+    spec = model_spec_for(cfg, data)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    model = build_model(spec).to(cfg.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ckpt_path = out / CHECKPOINT
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if cfg.resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["spec"] != spec.to_dict():
+            raise BnnflowError(
+                f"checkpoint {ckpt_path} is of model '{ckpt['spec']['name']}' with other settings; "
+                f"drop --resume or choose another --out"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"])
+        history = list(ckpt["metrics"])
+        start_epoch = int(ckpt["epoch"])
+        if log:
+            log(f"resuming {spec.name} from epoch {start_epoch} in {ckpt_path}")
+
+    steps = math.ceil(len(data.train_y) / cfg.batch_size)
+    for epoch in range(start_epoch, cfg.epochs):
+        began = time.perf_counter()
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(data.train_y), generator=gen).numpy()
+        model.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        bar = tqdm(
+            range(steps),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not cfg.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for step in bar:
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            xb = torch.from_numpy(data.train_x[idx]).float()
+            if cfg.augment:
+                xb = _augment(xb, gen)
+            yb = torch.from_numpy(data.train_y[idx])
+            xb, yb = xb.to(cfg.device), yb.to(cfg.device)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, epoch + step / steps)
+            logits = model(xb)
+            loss = loss_fn(cfg.loss, logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            model.clip_weights()
+            seen += len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            loss_sum += loss.item() * len(idx)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100.0 * correct / seen:.2f}")
+        bar.close()
+        test_acc = evaluate(model, data.test_x, data.test_y, cfg.device)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "lr": lr_at(cfg, epoch),
+                "train_loss": loss_sum / seen,
+                "train_acc": 100.0 * correct / seen,
+                "test_acc": test_acc,
+                "seconds": round(time.perf_counter() - began, 3),
+            }
+        )
+        _save(ckpt_path, model, optimizer, spec, cfg, epoch + 1, history)
+        write_json(out / METRICS, _metrics(spec, cfg, history))
+        if log:
+            h = history[-1]
+            log(
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {h['train_loss']:.4f} "
+                f"train {h['train_acc']:.2f}% test {test_acc:.2f}% ({h['seconds']:.1f}s)"
+            )
+    model.eval()
+    metrics = _metrics(spec, cfg, history)
+    if not history:
+        raise BnnflowError(f"nothing trained: epochs={cfg.epochs}")
+    return TrainResult(spec=spec, model=model, metrics=metrics, checkpoint=ckpt_path)
+
+
+def _metrics(spec: ModelSpec, cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "model": spec.to_dict(),
+        "dataset": cfg.dataset,
+        "config": cfg.to_dict(),
+        "epochs": history,
+        "final_test_acc": history[-1]["test_acc"] if history else None,
+        "best_test_acc": max(h["test_acc"] for h in history) if history else None,
+    }
+
+
+def _save(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    epoch: int,
+    history: list[dict[str, Any]],
+) -> None:
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "spec": spec.to_dict(),
+        "config": cfg.to_dict(),
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+        "metrics": history,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
