@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from bnnflow.training.config import TrainConfig
 from bnnflow.training.data import load_dataset
 from bnnflow.training.train import train
@@ -62,22 +61,26 @@ def main() -> None:
             "best_test_acc": max(h["test_acc"] for h in history),
             "wall_s": round(wall, 1),
             "target_epoch": reached["epoch"] if reached else None,
-            "target_wall_s": round(sum(h["seconds"] for h in history[: reached["epoch"]]), 1) if reached else None,
+            "target_wall_s": round(sum(h["seconds"] for h in history[: reached["epoch"]]), 1)
+            if reached
+            else None,
             "within_budget": wall <= BUDGET_S,
         }
         results.append(row)
         print(json.dumps(row))
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train_accuracy.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    (args.out / "train_accuracy.json").write_text(
+        json.dumps({"machine": machine, "results": results}, indent=2)
+    )
     print(f"\nmachine: {machine}\n")
     print("| run | epochs | final test % | best test % | target % | target reached at | wall time |")
     print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
     for r in results:
         at = f"epoch {r['target_epoch']} ({r['target_wall_s']:.0f} s)" if r["target_epoch"] else "not reached"
         print(
-            f"| {r['run']} | {r['epochs']} | {r['final_test_acc']:.2f} | {r['best_test_acc']:.2f} | {r['target']:.2f} "
-            f"| {at} | {r['wall_s'] / 60:.1f} min |"
+            f"| {r['run']} | {r['epochs']} | {r['final_test_acc']:.2f} | {r['best_test_acc']:.2f} "
+            f"| {r['target']:.2f} | {at} | {r['wall_s'] / 60:.1f} min |"
         )
 
 

@@ -1,4 +1,4 @@
-"""The main job, `bnnflow run`: train a small BNN on the embedded digits set, export it and check the export."""
+"""The main job, `bnnflow run`: train a small BNN on the embedded digits set, export and check it."""
 
 from __future__ import annotations
 

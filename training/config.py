@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +13,14 @@ import yaml
 from bnnflow.errors import BnnflowError
 
 
-class Loss(str, Enum):
+class Loss(StrEnum):
     """Training loss."""
 
     CROSS_ENTROPY = "cross_entropy"
     SQR_HINGE = "sqr_hinge"  # bnn_pynq's squared hinge on {-1, +1} one-hot targets
 
 
-class Schedule(str, Enum):
+class Schedule(StrEnum):
     """Learning-rate schedule over the run."""
 
     COSINE = "cosine"  # cosine decay from lr to 0 over `epochs`
@@ -103,7 +103,9 @@ class TrainConfig:
         except FileNotFoundError as exc:
             raise BnnflowError(f"training config {path} not found") from exc
         except yaml.YAMLError as exc:
-            raise BnnflowError(f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+            raise BnnflowError(
+                f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}"
+            ) from exc
         if not isinstance(raw, dict):
             raise BnnflowError(f"training config {path} must be a mapping of option: value")
         return cls().replace(**raw)

@@ -69,7 +69,7 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
     root = Path(data_dir) if data_dir is not None else default_data_root()
     if root is None:
         raise BnnflowError(
-            f"no data directory for {key}: pass --data-dir DIR holding the {key} files, or use --dataset digits"
+            f"no data directory for {key}: pass --data-dir DIR with the {key} files, or use --dataset digits"
         )
     if key == "mnist":
         return load_mnist(_subdir(root, "mnist"))
@@ -113,7 +113,7 @@ def _read_idx(directory: Path, stem: str) -> np.ndarray:
         data, path = raw.read_bytes(), raw
     else:
         raise BnnflowError(
-            f"MNIST file {stem}.gz not found in {directory}; pass --data-dir DIR holding the four MNIST idx files"
+            f"MNIST file {stem}.gz not found in {directory}; pass --data-dir DIR with the 4 MNIST idx files"
         )
     header = 8 + 4 * len(dims)
     expected_size = header + count * int(np.prod(dims, dtype=np.int64))
@@ -132,7 +132,9 @@ def load_mnist(directory: Path) -> Dataset:
     """MNIST from the four idx files (.gz as distributed, or decompressed)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise BnnflowError(f"MNIST directory {directory} does not exist; pass --data-dir DIR with the idx files")
+        raise BnnflowError(
+            f"MNIST directory {directory} does not exist; pass --data-dir DIR with the idx files"
+        )
     train_x = _read_idx(directory, "train-images-idx3-ubyte")[:, None]
     train_y = _read_idx(directory, "train-labels-idx1-ubyte").astype(np.int64)
     test_x = _read_idx(directory, "t10k-images-idx3-ubyte")[:, None]
@@ -164,10 +166,12 @@ def _read_cifar_batch(path: Path, records: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def load_cifar10(directory: Path, records_per_batch: int = CIFAR10_PER_BATCH) -> Dataset:
-    """CIFAR-10 from its binary batches: each record is 1 label byte then 3072 pixel bytes (R, G, B planes)."""
+    """CIFAR-10 binary batches: each record is 1 label byte, then 3072 pixel bytes (R, G, B planes)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise BnnflowError(f"CIFAR-10 directory {directory} does not exist; pass --data-dir DIR with the batches")
+        raise BnnflowError(
+            f"CIFAR-10 directory {directory} does not exist; pass --data-dir DIR with the batches"
+        )
     parts = [_read_cifar_batch(directory / name, records_per_batch) for name in CIFAR10_TRAIN]
     test_x, test_y = _read_cifar_batch(directory / CIFAR10_TEST, records_per_batch)
     train_x = np.concatenate([p[0] for p in parts])

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from bnnflow.training.data import Dataset, load_dataset
+from bnnflow.training.models import BNN
 
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import atomic_open, atomic_path, ensure_writable_dir
-from bnnflow.training.data import Dataset, load_dataset
-from bnnflow.training.models import BNN
 
 MODEL_FILE = "model.onnx"
 GOLDEN_FILE = "golden.npz"
@@ -97,7 +97,7 @@ def golden_arrays(model: BNN, data: Dataset, samples: int) -> dict[str, np.ndarr
 
 def save_golden(dest: Path, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, allow_pickle=False, **arrays)
 
 
 def load_golden(path: Path) -> dict[str, np.ndarray]:
@@ -124,7 +124,9 @@ def load_onnx(path: Path) -> Any:
     try:
         return ModelWrapper(str(path))
     except Exception as exc:
-        raise BnnflowError(f"{path} is not a valid ONNX model ({type(exc).__name__}); export it again") from exc
+        raise BnnflowError(
+            f"{path} is not a valid ONNX model ({type(exc).__name__}); export it again"
+        ) from exc
 
 
 def execute(model: Any, inputs: np.ndarray) -> np.ndarray:
@@ -181,7 +183,10 @@ def export(model: BNN, data: Dataset, out_dir: Path, golden_samples: int = 32) -
 
 
 def export_checkpoint(
-    checkpoint: Path, out_dir: Path | None = None, data_dir: Path | None = None, golden_samples: int | None = None
+    checkpoint: Path,
+    out_dir: Path | None = None,
+    data_dir: Path | None = None,
+    golden_samples: int | None = None,
 ) -> ExportResult:
     """Export the network in a training checkpoint, taking golden inputs from its data set's test split."""
     from bnnflow.training.train import model_from_checkpoint

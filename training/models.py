@@ -10,17 +10,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from bnnflow.training.quant import ActQuant, WeightQuant, input_quant_kwargs
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from torch import nn
 
 from bnnflow.errors import BnnflowError
-from bnnflow.training.quant import ActQuant, WeightQuant, input_quant_kwargs
 
 # Weight/activation bit widths the zoo is defined and tested for (bnn_pynq: w1a1, w1a2, w2a2).
 ZOO_BITS: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 2))
@@ -81,7 +81,7 @@ class _Topology:
     fc: tuple[int, ...]
     in_bits: int
     dropout: float
-    dataset: str = field(default="mnist")
+    dataset: str = "mnist"
 
 
 _CNV_CONV = (
@@ -106,14 +106,20 @@ def default_dataset(model_name: str) -> str:
     return ZOO[model_name].dataset if model_name in ZOO else "mnist"
 
 
-def zoo_spec(name: str, wbits: int, abits: int, input_shape: tuple[int, int, int], num_classes: int = 10) -> ModelSpec:
+def zoo_spec(
+    name: str, wbits: int, abits: int, input_shape: tuple[int, int, int], num_classes: int = 10
+) -> ModelSpec:
     """The spec of a zoo network at the given bit widths and input shape."""
     key = name.lower()
     if key not in ZOO:
-        raise BnnflowError(f"unknown model '{name}'; choose one of {', '.join(sorted(ZOO))} or pass --model-config FILE")
+        raise BnnflowError(
+            f"unknown model '{name}'; choose one of {', '.join(sorted(ZOO))} or pass --model-config FILE"
+        )
     if (wbits, abits) not in ZOO_BITS:
         legal = ", ".join(f"w{w}a{a}" for w, a in ZOO_BITS)
-        raise BnnflowError(f"unsupported bit widths w{wbits}a{abits} for zoo model '{key}'; supported: {legal}")
+        raise BnnflowError(
+            f"unsupported bit widths w{wbits}a{abits} for zoo model '{key}'; supported: {legal}"
+        )
     topo = ZOO[key]
     spec = ModelSpec(
         name=key,
@@ -195,6 +201,9 @@ class TensorNorm(nn.Module):
     one multiply and one add, which FINN moves to the end of the graph.
     """
 
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, eps: float = 1e-4, momentum: float = 0.1) -> None:
         super().__init__()
         self.eps = eps
@@ -235,7 +244,12 @@ class BNN(nn.Module):
         for layer in spec.conv:
             conv += [
                 QuantConv2d(
-                    channels, layer.channels, layer.kernel, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits
+                    channels,
+                    layer.channels,
+                    layer.kernel,
+                    bias=False,
+                    weight_quant=WeightQuant,
+                    weight_bit_width=spec.wbits,
                 ),
                 nn.BatchNorm2d(layer.channels, eps=1e-4),
                 QuantIdentity(act_quant=ActQuant, bit_width=spec.abits),
@@ -250,7 +264,9 @@ class BNN(nn.Module):
         features = channels * h * w
         for width in spec.fc:
             fc += [
-                QuantLinear(features, width, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits),
+                QuantLinear(
+                    features, width, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits
+                ),
                 nn.BatchNorm1d(width, eps=1e-4),
                 QuantIdentity(act_quant=ActQuant, bit_width=spec.abits),
             ]
@@ -258,7 +274,9 @@ class BNN(nn.Module):
                 fc.append(nn.Dropout(spec.dropout))
             features = width
         fc += [
-            QuantLinear(features, spec.num_classes, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits),
+            QuantLinear(
+                features, spec.num_classes, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits
+            ),
             TensorNorm(),
         ]
         self.fc = nn.Sequential(*fc)
@@ -281,7 +299,8 @@ class BNN(nn.Module):
         x = self.conv(x)
         if self.spec.is_cnn:
             x = x.flatten(1)
-        return self.fc(x)  # type: ignore[no-any-return]
+        out: torch.Tensor = self.fc(x)
+        return out
 
     @torch.no_grad()
     def clip_weights(self, low: float = -1.0, high: float = 1.0) -> None:
@@ -303,6 +322,7 @@ def randomize_batchnorm(model: nn.Module, seed: int) -> None:
             n = module.num_features
             fan_in = _fan_in_before(model, module)
             spread = math.sqrt(fan_in)
+            assert module.running_mean is not None and module.running_var is not None
             module.running_mean.copy_((torch.rand(n, generator=gen) * 2 - 1) * spread)
             module.running_var.copy_((torch.rand(n, generator=gen) + 0.5) * fan_in)
             module.weight.copy_(torch.rand(n, generator=gen) * 1.5 + 0.25)
@@ -315,7 +335,7 @@ def randomize_batchnorm(model: nn.Module, seed: int) -> None:
 
 
 def _fan_in_before(model: nn.Module, bn: nn.Module) -> int:
-    previous: nn.Module | None = None
+    previous: QuantLinear | QuantConv2d | None = None
     for module in model.modules():
         if module is bn and previous is not None:
             return int(previous.weight[0].numel())

@@ -19,7 +19,7 @@ from brevitas.inject.enum import FloatToIntImplType
 from brevitas.quant.solver import ActQuantSolver, WeightQuantSolver
 
 
-class _ConstScaleQuant(ExtendedInjector):  # type: ignore[misc]
+class _ConstScaleQuant(ExtendedInjector):
     bit_width_impl_type = BitWidthImplType.CONST
     scaling_impl_type = ScalingImplType.CONST
     restrict_scaling_type = RestrictValueType.FP
@@ -29,7 +29,7 @@ class _ConstScaleQuant(ExtendedInjector):  # type: ignore[misc]
     narrow_range = True
     signed = True
 
-    @value  # type: ignore[misc]
+    @value
     def quant_type(bit_width: int | None) -> Any:
         # One bit is a sign (bipolar) quantizer; FINN maps it to XNOR-popcount.
         if bit_width is None:
@@ -39,13 +39,13 @@ class _ConstScaleQuant(ExtendedInjector):  # type: ignore[misc]
         return QuantType.INT
 
 
-class WeightQuant(_ConstScaleQuant, WeightQuantSolver):  # type: ignore[misc]
+class WeightQuant(_ConstScaleQuant, WeightQuantSolver):
     """Per-tensor weight quantizer with the range [-1, 1]."""
 
     scaling_const = 1.0
 
 
-class ActQuant(_ConstScaleQuant, ActQuantSolver):  # type: ignore[misc]
+class ActQuant(_ConstScaleQuant, ActQuantSolver):
     """Signed activation quantizer with the range [-1, 1]."""
 
     min_val = -1.0

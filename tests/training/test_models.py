@@ -7,9 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from brevitas.nn import QuantConv2d, QuantLinear
-
-from bnnflow.errors import BnnflowError
 from bnnflow.training.data import Dataset
 from bnnflow.training.export import MODEL_FILE, check_export, export, load_onnx
 from bnnflow.training.models import (
@@ -20,6 +17,9 @@ from bnnflow.training.models import (
     randomize_batchnorm,
     zoo_spec,
 )
+from brevitas.nn import QuantConv2d, QuantLinear
+
+from bnnflow.errors import BnnflowError
 
 SHAPES = {"tfc": (1, 28, 28), "sfc": (1, 28, 28), "lfc": (1, 28, 28), "cnv": (3, 32, 32)}
 CASES = [(name, w, a) for name in ZOO for (w, a) in ZOO_BITS]
@@ -99,8 +99,10 @@ def test_user_models_from_config(real_images, tmp_path: Path) -> None:
     mlp = tmp_path / "mlp.yaml"
     mlp.write_text("name: tiny\nwbits: 2\nabits: 2\nfc: [32, 16]\n")
     cnn = tmp_path / "cnn.yaml"
-    cnn.write_text("name: small-cnn\nwbits: 1\nabits: 1\nconv:\n  - {channels: 8, kernel: 3, pool: true}\n"
-                   "  - {channels: 16, kernel: 3}\nfc: [32]\n")
+    cnn.write_text(
+        "name: small-cnn\nwbits: 1\nabits: 1\nconv:\n  - {channels: 8, kernel: 3, pool: true}\n"
+        "  - {channels: 16, kernel: 3}\nfc: [32]\n"
+    )
     for path, shape in ((mlp, (1, 28, 28)), (cnn, (1, 28, 28))):
         spec = load_model_config(path, shape)
         model = build_model(spec)

@@ -1,0 +1,157 @@
+"""The bnnflow command: the main job, train/export round trip, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnnflow.cli import main
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("bnnflow: error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_main_job_runs_on_embedded_default(capsys, tmp_path: Path) -> None:
+    code, out, _ = _run(capsys, "run", "--out", str(tmp_path), "--epochs", "3")
+    assert code == 0
+    assert "accuracy   test" in out and "QONNX == PyTorch on 64 golden inputs" in out
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "golden.npz").is_file()
+    assert (tmp_path / "train" / "checkpoint.pt").is_file() and (
+        tmp_path / "train" / "metrics.json"
+    ).is_file()
+
+
+def test_train_then_export(capsys, tmp_path: Path) -> None:
+    code, out, err = _run(
+        capsys,
+        "train",
+        "--model",
+        "tfc",
+        "--wbits",
+        "2",
+        "--abits",
+        "2",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "epoch 1/1" in err and "test accuracy" in out
+    code, out, err = _run(capsys, "export", str(tmp_path), "--golden-samples", "5")
+    assert code == 0, err
+    assert "QONNX equals PyTorch on 5 inputs" in out
+    golden = np.load(tmp_path / "golden.npz")
+    assert golden["inputs"].shape == (5, 64) and golden["outputs"].shape == (5, 10)
+
+
+def test_train_config_file_and_flag_override(capsys, tmp_path: Path) -> None:
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(f"model: tfc\ndataset: digits\nepochs: 5\nout_dir: {tmp_path / 'o'}\nprogress: false\n")
+    code, _, err = _run(capsys, "train", "--config", str(cfg), "--epochs", "1")
+    assert code == 0, err
+    assert "epoch 1/1" in err and "epoch 2/" not in err
+
+
+def test_unknown_model(capsys, tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "train", "--model", "vgg", "--dataset", "digits", "--out", str(tmp_path))
+    _assert_one_line_error(code, err, "unknown model 'vgg'", "tfc")
+
+
+def test_unsupported_bits(capsys, tmp_path: Path) -> None:
+    code, _, err = _run(
+        capsys, "train", "--model", "tfc", "--wbits", "3", "--dataset", "digits", "--out", str(tmp_path)
+    )
+    _assert_one_line_error(code, err, "unsupported bit widths w3a1", "w1a1, w1a2, w2a2")
+
+
+def test_missing_data_files(capsys, tmp_path: Path) -> None:
+    code, _, err = _run(
+        capsys,
+        "train",
+        "--model",
+        "tfc",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+    )
+    _assert_one_line_error(code, err, "train-images-idx3-ubyte.gz not found", str(tmp_path))
+
+
+def test_corrupt_data_file(capsys, tmp_path: Path) -> None:
+    for name in ("data_batch_1.bin", "data_batch_2.bin"):
+        (tmp_path / name).write_bytes(b"\x00" * 3073)
+    code, _, err = _run(
+        capsys, "train", "--model", "cnv", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")
+    )
+    _assert_one_line_error(code, err, "data_batch_1.bin has 3073 bytes, expected 30730000")
+
+
+def test_unwritable_output_directory(capsys, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    code, _, err = _run(capsys, "run", "--out", str(blocker / "out"), "--epochs", "1")
+    _assert_one_line_error(code, err, "cannot write to output directory", "choose another directory")
+    assert blocker.read_text().startswith("a file")
+
+
+def test_missing_checkpoint(capsys, tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "export", str(tmp_path / "nothing.pt"))
+    _assert_one_line_error(code, err, "checkpoint", "not found")
+
+
+def test_console_script_exit_code(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bnnflow.cli",
+            "train",
+            "--model",
+            "tfc",
+            "--abits",
+            "7",
+            "--dataset",
+            "digits",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "bnnflow: error: unsupported bit widths w1a7 for zoo model 'tfc'; supported: w1a1, w1a2, w2a2"
+    )
+
+
+@pytest.mark.parametrize("args", [["models"], ["--version"]])
+def test_info_commands(capsys, args: list[str]) -> None:
+    code, out, _ = _run(capsys, *args)
+    assert code == 0
+    assert ("cnv" in out and "cifar10" in out) if args == ["models"] else "0.1.0" in out
