@@ -111,7 +111,7 @@ def export(checkpoint: Path, out_dir: Path | None, data_dir: Path | None, golden
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=False, show_default=True)
 def run(out_dir: Path, epochs: int, seed: int, progress: bool) -> None:
-    """The main job on the embedded digits set: train, export, check, summarize."""
+    """The main job on the embedded digits set: train, export, build with FINN, verify, summarize."""
     from bnnflow.run import default_run_config
     from bnnflow.run import run as run_job
 
@@ -119,6 +119,49 @@ def run(out_dir: Path, epochs: int, seed: int, progress: bool) -> None:
     summary = run_job(cfg, out_dir, log=_echo_err)
     for line in summary.lines():
         click.echo(line)
+    click.echo(summary.estimate_table(), nl=False)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="BuildConfig YAML file.")
+@click.option("--out", "output_dir", type=click.Path(path_type=Path), help="Build directory.")
+@click.option("--board", help="Target board, e.g. Pynq-Z1 (sets the part).")
+@click.option("--fpga-part", help="Xilinx part, e.g. xc7z020clg400-1.")
+@click.option("--synth-clk-period-ns", type=float, help="Target clock period in ns.")
+@click.option("--target-fps", type=float, help="Automatic folding to this throughput.")
+@click.option("--target-cycles-per-frame", type=int, help="Automatic folding to this cycle budget.")
+@click.option("--folding-config-file", type=click.Path(path_type=Path), help="FINN folding-config JSON.")
+@click.option("--mvau-wwidth-max", type=int, help="Widest MVAU weight stream automatic folding may use.")
+@click.option("--golden", type=click.Path(path_type=Path), help="golden.npz (default: beside the model).")
+@click.option("--verify/--no-verify", default=None, help="Check every step against golden.npz.")
+@click.option("--verify-samples", type=int, help="Golden inputs executed per step.")
+@click.option("--start-step", help="Resume at this step (see `bnnflow steps`).")
+@click.option("--stop-step", help="Stop after this step.")
+@click.option("--to", type=click.Choice(["estimates", "ip", "bitstream"]), help="How far to build.")
+def build(model: Path, config_file: Path | None, **flags: Any) -> None:
+    """Compile an exported QONNX model with FINN to a folded dataflow graph with estimates."""
+    from bnnflow.dataflow.build import build as run_build
+    from bnnflow.dataflow.config import BuildConfig
+
+    cfg = (BuildConfig.from_yaml(config_file) if config_file else BuildConfig()).replace(**flags)
+    result = run_build(model, cfg, log=_echo_err)
+    if result.estimates is not None:
+        from bnnflow.dataflow.estimate import format_table
+
+        click.echo(format_table(result.estimates), nl=False)
+    click.echo(f"build directory {result.output_dir} (last step: {result.steps[-1]})")
+    if result.stopped:
+        click.echo(result.stopped)
+
+
+@cli.command()
+def steps() -> None:
+    """List the dataflow build steps in order."""
+    from bnnflow.dataflow.steps import STEPS
+
+    for name, fn in STEPS.items():
+        click.echo(f"{name:26s} {(fn.__doc__ or '').strip().splitlines()[0]}")
 
 
 @cli.command()

@@ -1,0 +1,85 @@
+"""Estimates report: per-layer folding, expected cycles and FINN's resource estimates; design II and FPS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bnnflow.dataflow.config import BuildConfig
+from bnnflow.dataflow.fold import extract_folding
+
+
+def estimate(model: Any, cfg: BuildConfig) -> dict[str, Any]:
+    """Per-layer and whole-design estimates of a folded dataflow graph (cycles annotated)."""
+    from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+
+    cycles = model.analysis(exp_cycles_per_layer)
+    resources = model.analysis(lambda m: res_estimation(m, cfg.fpga_part))
+    perf = model.analysis(dataflow_performance)
+    folding = extract_folding(model)
+    layers = []
+    for node in model.graph.node:
+        if node.name not in cycles:
+            continue
+        res = resources.get(node.name, {})
+        layers.append(
+            {
+                "name": node.name,
+                "op_type": node.op_type,
+                "PE": folding.get(node.name, {}).get("PE"),
+                "SIMD": folding.get(node.name, {}).get("SIMD"),
+                "cycles": int(cycles[node.name]),
+                "LUT": _num(res.get("LUT")),
+                "BRAM_18K": _num(res.get("BRAM_18K")),
+                "URAM": _num(res.get("URAM")),
+                "DSP": _num(res.get("DSP")),
+            }
+        )
+    ii = int(perf["max_cycles"])
+    totals = {k: sum(layer[k] or 0 for layer in layers) for k in ("LUT", "BRAM_18K", "URAM", "DSP")}
+    return {
+        "fpga_part": cfg.fpga_part,
+        "clk_ns": cfg.synth_clk_period_ns,
+        "layers": layers,
+        "total": totals,
+        "initiation_interval_cycles": ii,
+        "slowest_layer": perf["max_cycles_node_name"],
+        "latency_cycles": int(perf["critical_path_cycles"]),
+        "estimated_fps": cfg.clk_hz / ii if ii else None,
+        "estimated_latency_us": int(perf["critical_path_cycles"]) * cfg.synth_clk_period_ns / 1000.0,
+    }
+
+
+def _num(value: Any) -> float | int | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else round(float(value), 2)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A fixed-width table of the estimates, for humans."""
+    header = f"{'layer':32s} {'PE':>4s} {'SIMD':>5s} {'cycles':>9s} {'LUT':>8s} {'BRAM18':>7s} {'DSP':>5s}"
+    lines = [header, "-" * len(header)]
+    for layer in report["layers"]:
+        lines.append(
+            f"{layer['name']:32s} {_cell(layer['PE']):>4s} {_cell(layer['SIMD']):>5s} {layer['cycles']:>9d} "
+            f"{_cell(layer['LUT']):>8s} {_cell(layer['BRAM_18K']):>7s} {_cell(layer['DSP']):>5s}"
+        )
+    total = report["total"]
+    lines.append("-" * len(header))
+    lines.append(
+        f"{'total':32s} {'':>4s} {'':>5s} {'':>9s} {_cell(total['LUT']):>8s} {_cell(total['BRAM_18K']):>7s} "
+        f"{_cell(total['DSP']):>5s}"
+    )
+    fps = report["estimated_fps"]
+    lines.append(
+        f"II {report['initiation_interval_cycles']} cycles (slowest: {report['slowest_layer']}), "
+        f"latency {report['latency_cycles']} cycles, "
+        f"{fps:,.0f} FPS at {1000.0 / report['clk_ns']:.0f} MHz on {report['fpga_part']}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
