@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +144,13 @@ def _run_step(name: str, model: Any, cfg: BuildConfig) -> Any:
         ):
             warnings.simplefilter("always")
             log.write(f"== step {name}\n")
-            model = STEPS[name](model, cfg)
+            # qonnx names new tensors with random strings: seed them so the same input gives the same bytes.
+            state = random.getstate()
+            random.seed(zlib.crc32(name.encode()))
+            try:
+                model = STEPS[name](model, cfg)
+            finally:
+                random.setstate(state)
             for w in seen:
                 log.write(f"warning: {w.message}\n")
         return model

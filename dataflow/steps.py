@@ -20,6 +20,26 @@ from bnnflow.errors import BnnflowError
 Step = Callable[[Any, BuildConfig], Any]
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
 PARENT_PROP = "bnnflow.dataflow_parent"
+# ONNX/QONNX ops that streamlining and convert_to_hw know how to turn into (or fold into) hardware layers.
+SUPPORTED_OPS = frozenset(
+    {
+        "Quant", "BipolarQuant", "BinaryQuant", "Trunc", "MultiThreshold", "MatMul", "Gemm", "Conv",
+        "BatchNormalization", "Mul", "Add", "Sub", "Div", "Sqrt", "Neg", "MaxPool", "Reshape", "Flatten",
+        "Transpose", "TopK", "Identity", "Dropout", "Constant", "Sign", "Shape", "Gather", "Unsqueeze",
+        "Concat", "Squeeze", "Cast",
+    }
+)  # fmt: skip
+
+
+def check_supported_ops(model: Any) -> None:
+    """Reject, by node name and op type, any op the flow has no mapping for (before FINN sees it)."""
+    for node in model.graph.node:
+        if node.domain.startswith(HW_DOMAIN) or node.op_type in SUPPORTED_OPS:
+            continue
+        raise BnnflowError(
+            f"node '{node.name}' (op type {node.op_type}) cannot be mapped to a hardware layer; "
+            "bnnflow maps quantized Linear/Conv + BatchNorm + QuantIdentity, MaxPool and top-1 selection"
+        )
 
 
 def step_qonnx_to_finn(model: Any, cfg: BuildConfig) -> Any:
@@ -27,6 +47,7 @@ def step_qonnx_to_finn(model: Any, cfg: BuildConfig) -> Any:
     from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
     from qonnx.util.cleanup import cleanup_model
 
+    check_supported_ops(model)
     quant_ops = {"Quant", "BipolarQuant", "BinaryQuant", "Trunc"}
     if not any(n.op_type in quant_ops for n in model.graph.node):
         return model
@@ -139,12 +160,13 @@ def check_mappable(model: Any) -> None:
             f"no node could be mapped to a hardware layer (ops: {', '.join(ops)}); "
             "is this a FINN-streamlinable Brevitas model?"
         )
-    for node in nodes[hw[0] : hw[-1] + 1]:
-        if not node.domain.startswith(HW_DOMAIN):
-            raise BnnflowError(
-                f"node '{node.name}' (op type {node.op_type}) cannot be mapped to a hardware layer; "
-                "bnnflow maps quantized Linear/Conv + BatchNorm + QuantIdentity, MaxPool and top-1 selection"
-            )
+    stuck = [n for n in nodes[hw[0] : hw[-1] + 1] if not n.domain.startswith(HW_DOMAIN)]
+    if stuck:
+        names = ", ".join(f"'{n.name}' (op type {n.op_type})" for n in stuck)
+        raise BnnflowError(
+            f"node(s) {names} between hardware layers cannot be mapped to a hardware layer; "
+            "streamlining could not absorb them (is each Linear/Conv followed by BatchNorm, QuantIdentity?)"
+        )
 
 
 def step_minimize_bit_width(model: Any, cfg: BuildConfig) -> Any:
