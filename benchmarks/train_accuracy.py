@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from bnnflow.training.config import TrainConfig
 from bnnflow.training.data import load_dataset
 from bnnflow.training.train import train

@@ -19,10 +19,9 @@ from bnnflow.dataflow.fold import extract_folding
 from bnnflow.dataflow.steps import STEPS, step_names
 from bnnflow.dataflow.verify import StepCheck, verify_step
 from bnnflow.dataflow.vivado import find_vendor_tools, missing_tools_message, run_vendor_steps
-from bnnflow.training.export import GOLDEN_FILE, load_golden, load_onnx
-
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import atomic_path, ensure_writable_dir, write_json, write_text
+from bnnflow.training.export import GOLDEN_FILE, load_golden, load_onnx
 
 INTERMEDIATE = "intermediate"
 

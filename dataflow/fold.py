@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from bnnflow.dataflow.config import BuildConfig
-
 from bnnflow.errors import BnnflowError
 
 # For each layer type, the folding attribute and the dimension it must divide.

@@ -14,7 +14,6 @@ from typing import Any
 
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.dataflow.fold import apply_folding
-
 from bnnflow.errors import BnnflowError
 
 Step = Callable[[Any, BuildConfig], Any]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from bnnflow.dataflow.steps import PARENT_PROP
 
 

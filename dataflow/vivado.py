@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bnnflow.dataflow.config import BuildConfig, BuildTarget
 
+from bnnflow.dataflow.config import BuildConfig, BuildTarget
 from bnnflow.errors import BnnflowError
 
 # finn-plus steps that continue a folded dataflow graph to IP and to a bitstream.
@@ -124,7 +124,8 @@ def vivado_command(tools: VendorTools, flow_file: Path, model_file: Path, out_di
         return [finn, *args]
     if tools.docker_image is None:
         raise BnnflowError("no Vivado and no FINN docker image: cannot run the vendor steps")
-    mount = str(out_dir.resolve())
+    # The build directory holds both the folded model (intermediate/) and this step's output (vivado/).
+    mount = str(out_dir.resolve().parent)
     return ["docker", "run", "--rm", "-v", f"{mount}:{mount}", "-w", mount, tools.docker_image, "finn", *args]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,9 @@ def test_main_job_runs_on_embedded_default(capsys, tmp_path: Path) -> None:
     code, out, _ = _run(capsys, "run", "--out", str(tmp_path), "--epochs", "3")
     assert code == 0
     assert "accuracy   test" in out and "QONNX == PyTorch on 64 golden inputs" in out
+    assert "dataflow   10 FINN steps, each equal to PyTorch (top-1) on 16 golden inputs" in out
+    assert "II " in out and "MVAU_hls_0" in out
+    assert (tmp_path / "dataflow" / "estimates.json").is_file()
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "golden.npz").is_file()
     assert (tmp_path / "train" / "checkpoint.pt").is_file() and (
         tmp_path / "train" / "metrics.json"
@@ -155,3 +159,70 @@ def test_info_commands(capsys, args: list[str]) -> None:
     code, out, _ = _run(capsys, *args)
     assert code == 0
     assert ("cnv" in out and "cifar10" in out) if args == ["models"] else "0.1.0" in out
+
+
+def test_build_command_with_config_and_overrides(capsys, tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1")
+    assert code == 0, err
+    cfg = tmp_path / "build.yaml"
+    cfg.write_text(f"output_dir: {tmp_path / 'b'}\ntarget_cycles_per_frame: 100000\nverify_samples: 2\n")
+    code, out, err = _run(
+        capsys,
+        "build",
+        str(tmp_path / "r" / "model.onnx"),
+        "--config",
+        str(cfg),
+        "--target-cycles-per-frame",
+        "256",
+    )
+    assert code == 0, err
+    assert "estimate: 2 golden inputs, top-1 mismatches 0" in err
+    assert "II " in out and "FPS at 100 MHz" in out
+    est = json.loads((tmp_path / "b" / "estimates.json").read_text())
+    assert est["initiation_interval_cycles"] <= 256
+
+
+def test_build_to_bitstream_without_vivado_stops_with_reason(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.delenv("XILINX_VIVADO", raising=False)
+    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1")
+    assert code == 0, err
+    code, out, err = _run(
+        capsys,
+        "build",
+        str(tmp_path / "r" / "model.onnx"),
+        "--out",
+        str(tmp_path / "b"),
+        "--to",
+        "bitstream",
+        "--board",
+        "Pynq-Z1",
+        "--no-verify",
+    )
+    assert code == 0, err
+    assert "stopped after the estimates: --to bitstream needs vivado and vitis_hls" in out
+    assert json.loads((tmp_path / "b" / "estimates.json").read_text())["fpga_part"] == "xc7z020clg400-1"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--folding-config-file", "missing.json"], "folding config missing.json not found"),
+        (["--board", "Nexys"], "unknown board 'Nexys'"),
+        (["--stop-step", "place"], "unknown stop_step 'place'"),
+    ],
+)
+def test_build_bad_options(capsys, tmp_path: Path, args: list[str], needle: str) -> None:
+    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1")
+    assert code == 0, err
+    code, _, err = _run(
+        capsys, "build", str(tmp_path / "r" / "model.onnx"), "--out", str(tmp_path / "b"), *args
+    )
+    _assert_one_line_error(code, err, needle)
+
+
+def test_build_malformed_onnx(capsys, tmp_path: Path) -> None:
+    bad = tmp_path / "model.onnx"
+    bad.write_text("this is not onnx")
+    code, _, err = _run(capsys, "build", str(bad), "--out", str(tmp_path / "b"), "--no-verify")
+    _assert_one_line_error(code, err, "is not a valid ONNX model")

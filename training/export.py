@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from bnnflow.training.data import Dataset, load_dataset
-from bnnflow.training.models import BNN
 
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import atomic_open, atomic_path, ensure_writable_dir
+from bnnflow.training.data import Dataset, load_dataset
+from bnnflow.training.models import BNN
 
 MODEL_FILE = "model.onnx"
 GOLDEN_FILE = "golden.npz"

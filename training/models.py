@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 import yaml
-from bnnflow.training.quant import ActQuant, WeightQuant, input_quant_kwargs
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from torch import nn
 
 from bnnflow.errors import BnnflowError
+from bnnflow.training.quant import ActQuant, WeightQuant, input_quant_kwargs
 
 # Weight/activation bit widths the zoo is defined and tested for (bnn_pynq: w1a1, w1a2, w2a2).
 ZOO_BITS: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 2))

@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from bnnflow.training.config import Loss, Schedule, TrainConfig
-from bnnflow.training.data import Dataset, load_dataset
-from bnnflow.training.models import BNN, ModelSpec, build_model, load_model_config, zoo_spec
 from torch import nn
 from tqdm import tqdm
 
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import atomic_path, ensure_writable_dir, write_json
+from bnnflow.training.config import Loss, Schedule, TrainConfig
+from bnnflow.training.data import Dataset, load_dataset
+from bnnflow.training.models import BNN, ModelSpec, build_model, load_model_config, zoo_spec
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"

@@ -126,7 +126,9 @@ def test_verification_reports_the_first_divergent_step(exported, tmp_path: Path,
         return model
 
     monkeypatch.setitem(steps_module.STEPS, "convert_to_hw", corrupting)
-    with pytest.raises(BnnflowError, match=r"step 'convert_to_hw' diverged from PyTorch: top-1 differs on \d+ of 4"):
+    with pytest.raises(
+        BnnflowError, match=r"step 'convert_to_hw' diverged from PyTorch: top-1 differs on \d+ of 4"
+    ):
         build(exported("tfc", 1, 1) / "model.onnx", _cfg(tmp_path, verify_samples=4))
     report = json.loads((tmp_path / "verification.json").read_text())
     assert report["first_divergent_step"] == "convert_to_hw"
@@ -154,7 +156,7 @@ def test_malformed_onnx_and_missing_golden(tmp_path: Path) -> None:
     bad.write_bytes(b"\x08\x07garbage that is not a protobuf")
     with pytest.raises(BnnflowError, match=r"is not a valid ONNX model"):
         build(bad, _cfg(tmp_path / "b", verify=False))
-    with pytest.raises(BnnflowError, match="ONNX model .* not found"):
+    with pytest.raises(BnnflowError, match=r"ONNX model .* not found"):
         build(tmp_path / "none.onnx", _cfg(tmp_path / "c", verify=False))
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from bnnflow.errors import BnnflowError
 from bnnflow.training.data import (
     CIFAR10_RECORD,
     CIFAR10_TEST,
@@ -18,8 +20,6 @@ from bnnflow.training.data import (
     load_digits,
     load_mnist,
 )
-
-from bnnflow.errors import BnnflowError
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

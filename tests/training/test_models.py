@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from brevitas.nn import QuantConv2d, QuantLinear
+
+from bnnflow.errors import BnnflowError
 from bnnflow.training.data import Dataset
 from bnnflow.training.export import MODEL_FILE, check_export, export, load_onnx
 from bnnflow.training.models import (
@@ -17,9 +20,6 @@ from bnnflow.training.models import (
     randomize_batchnorm,
     zoo_spec,
 )
-from brevitas.nn import QuantConv2d, QuantLinear
-
-from bnnflow.errors import BnnflowError
 
 SHAPES = {"tfc": (1, 28, 28), "sfc": (1, 28, 28), "lfc": (1, 28, 28), "cnv": (3, 32, 32)}
 CASES = [(name, w, a) for name in ZOO for (w, a) in ZOO_BITS]

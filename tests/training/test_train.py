@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from bnnflow.training.config import Loss, Schedule, TrainConfig
-from bnnflow.training.data import load_digits
-from bnnflow.training.train import CHECKPOINT, METRICS, load_checkpoint, lr_at, model_from_checkpoint, train
 from brevitas.nn import QuantLinear
 
 from bnnflow.errors import BnnflowError
+from bnnflow.training.config import Loss, Schedule, TrainConfig
+from bnnflow.training.data import load_digits
+from bnnflow.training.train import CHECKPOINT, METRICS, load_checkpoint, lr_at, model_from_checkpoint, train
 
 DIGITS = load_digits()
 
