@@ -62,18 +62,14 @@ def main() -> None:
             "best_test_acc": max(h["test_acc"] for h in history),
             "wall_s": round(wall, 1),
             "target_epoch": reached["epoch"] if reached else None,
-            "target_wall_s": round(sum(h["seconds"] for h in history[: reached["epoch"]]), 1)
-            if reached
-            else None,
+            "target_wall_s": round(sum(h["seconds"] for h in history[: reached["epoch"]]), 1) if reached else None,
             "within_budget": wall <= BUDGET_S,
         }
         results.append(row)
         print(json.dumps(row))
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train_accuracy.json").write_text(
-        json.dumps({"machine": machine, "results": results}, indent=2)
-    )
+    (args.out / "train_accuracy.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     print(f"\nmachine: {machine}\n")
     print("| run | epochs | final test % | best test % | target % | target reached at | wall time |")
     print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")

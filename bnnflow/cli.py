@@ -28,19 +28,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _train_options(fn: Any) -> Any:
     options = [
-        click.option(
-            "--config", "config_file", type=click.Path(path_type=Path), help="TrainConfig YAML file."
-        ),
+        click.option("--config", "config_file", type=click.Path(path_type=Path), help="TrainConfig YAML file."),
         click.option("--model", help="Zoo model: tfc, sfc, lfc, cnv."),
-        click.option(
-            "--model-config", type=click.Path(path_type=Path), help="YAML of a user-defined MLP/CNN."
-        ),
+        click.option("--model-config", type=click.Path(path_type=Path), help="YAML of a user-defined MLP/CNN."),
         click.option("--wbits", type=int, help="Weight bits (zoo: 1 or 2)."),
         click.option("--abits", type=int, help="Activation bits (zoo: 1 or 2)."),
         click.option("--dataset", help="digits (embedded), mnist or cifar10."),
-        click.option(
-            "--data-dir", type=click.Path(path_type=Path), help="Directory holding the data set files."
-        ),
+        click.option("--data-dir", type=click.Path(path_type=Path), help="Directory holding the data set files."),
         click.option("--epochs", type=int),
         click.option("--batch-size", type=int),
         click.option("--lr", type=float),
@@ -84,9 +78,7 @@ def train(config_file: Path | None, **flags: Any) -> None:
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option(
-    "--out", "out_dir", type=click.Path(path_type=Path), help="Output directory (default: beside it)."
-)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output directory (default: beside it).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Directory holding the data set files.")
 @click.option("--golden-samples", type=int, help="Test images stored in golden.npz.")
 def export(checkpoint: Path, out_dir: Path | None, data_dir: Path | None, golden_samples: int | None) -> None:
@@ -104,9 +96,7 @@ def export(checkpoint: Path, out_dir: Path | None, data_dir: Path | None, golden
 
 
 @cli.command()
-@click.option(
-    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("build/run"), show_default=True
-)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("build/run"), show_default=True)
 @click.option("--epochs", type=int, default=40, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=False, show_default=True)
@@ -171,9 +161,7 @@ def models() -> None:
 
     bits = ", ".join(f"w{w}a{a}" for w, a in ZOO_BITS)
     for name, topo in ZOO.items():
-        layers = [f"conv{c.channels}{'+pool' if c.pool else ''}" for c in topo.conv] + [
-            f"fc{w}" for w in topo.fc
-        ]
+        layers = [f"conv{c.channels}{'+pool' if c.pool else ''}" for c in topo.conv] + [f"fc{w}" for w in topo.fc]
         click.echo(f"{name:4s} {topo.dataset:8s} in{topo.in_bits}b  {'-'.join(layers)}  ({bits})")
 
 
@@ -202,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        _echo_err(
-            f"bnnflow: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
-        )
+        _echo_err(f"bnnflow: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         return 1
     return 0
 

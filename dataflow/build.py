@@ -84,13 +84,13 @@ def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None 
     else:
         previous = inter / f"{names[names.index(run[0]) - 1]}.onnx"
         if not previous.is_file():
-            raise BnnflowError(
-                f"cannot start at '{run[0]}': {previous} is missing; run the earlier steps first"
-            )
+            raise BnnflowError(f"cannot start at '{run[0]}': {previous} is missing; run the earlier steps first")
         model = load_onnx(previous)
-    golden = None
-    if cfg.verify:
-        golden = load_golden(cfg.golden if cfg.golden is not None else Path(model_path).parent / GOLDEN_FILE)
+    golden_path = cfg.golden if cfg.golden is not None else Path(model_path).parent / GOLDEN_FILE
+    golden = load_golden(golden_path) if cfg.verify else None
+    recorded = {**cfg.to_dict(), "model": str(Path(model_path).resolve())}
+    recorded["golden"] = str(golden_path.resolve()) if golden_path.is_file() else None
+    write_json(out / "build_config.json", recorded)
     result = BuildResult(out)
     with finn_environment(out):
         for name in run:
@@ -102,13 +102,8 @@ def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None 
                 result.checks.append(check)
                 write_json(out / "verification.json", _verification(result.checks))
                 if log:
-                    detail = (
-                        f", max |diff| {check.max_abs_diff:.3g}" if check.max_abs_diff is not None else ""
-                    )
-                    log(
-                        f"{name}: {check.samples} golden inputs, "
-                        f"top-1 mismatches {check.top1_mismatches}{detail}"
-                    )
+                    detail = f", max |diff| {check.max_abs_diff:.3g}" if check.max_abs_diff is not None else ""
+                    log(f"{name}: {check.samples} golden inputs, top-1 mismatches {check.top1_mismatches}{detail}")
                 if not check.ok:
                     raise BnnflowError(
                         f"step '{name}' diverged from PyTorch: top-1 differs on {check.top1_mismatches} of "

@@ -87,9 +87,7 @@ class BuildConfig:
                 setattr(self, name, Path(value))
         if self.board is not None:
             if self.board not in BOARD_PARTS:
-                raise BnnflowError(
-                    f"unknown board '{self.board}'; known boards: {', '.join(sorted(BOARD_PARTS))}"
-                )
+                raise BnnflowError(f"unknown board '{self.board}'; known boards: {', '.join(sorted(BOARD_PARTS))}")
             self.fpga_part = BOARD_PARTS[self.board]
         if self.synth_clk_period_ns <= 0:
             raise BnnflowError("synth_clk_period_ns must be positive")

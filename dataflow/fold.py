@@ -71,9 +71,7 @@ def read_folding_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise BnnflowError(f"folding config {path} not found") from exc
     except json.JSONDecodeError as exc:
-        raise BnnflowError(
-            f"folding config {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
-        ) from exc
+        raise BnnflowError(f"folding config {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise BnnflowError(f"folding config {path} must map layer names to {{attribute: value}} objects")
     return data

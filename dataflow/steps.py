@@ -122,19 +122,25 @@ def step_convert_to_hw(model: Any, cfg: BuildConfig) -> Any:
     from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import (
         InferQuantizedMatrixVectorActivation,
     )
-    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
     from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
     from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqueNodeNamesRecursive
     from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes
+    from qonnx.custom_op.registry import getCustomOp
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
 
+    # FINN gives a binary MVAU the ActVal of its output type's minimum, which is wrong for narrow-range
+    # activations ({-1, 0, +1} is INT2 with out_bias -1, not -2): keep the absorbed thresholds' out_bias.
+    xnor_bias = _xnor_threshold_biases(model)
+    model = model.transform(InferBinaryMatrixVectorActivation())
+    for node in model.get_nodes_by_op_type("MVAU"):
+        if node.name in xnor_bias:
+            getCustomOp(node).set_nodeattr("ActVal", xnor_bias[node.name])
+    model = model.transform(InferQuantizedMatrixVectorActivation())
+    model = model.transform(InferLabelSelectLayer())
+    model = _infer_thresholding(model)
     for transform in (
-        InferBinaryMatrixVectorActivation(),
-        InferQuantizedMatrixVectorActivation(),
-        InferLabelSelectLayer(),
-        InferThresholdingLayer(),
         InferPool(),
         InferConvInpGen(),
         RemoveCNVtoFCFlatten(),
@@ -146,6 +152,56 @@ def step_convert_to_hw(model: Any, cfg: BuildConfig) -> Any:
     ):
         model = model.transform(transform)
     check_mappable(model)
+    return model
+
+
+def _xnor_threshold_biases(model: Any) -> dict[str, int]:
+    """out_bias of the multi-bit MultiThreshold that each XnorPopcountMatMul feeds, by matmul name."""
+    from qonnx.core.datatype import DataType
+    from qonnx.custom_op.registry import getCustomOp
+
+    biases = {}
+    for node in model.get_nodes_by_op_type("XnorPopcountMatMul"):
+        consumers = model.find_consumers(node.output[0])
+        if len(consumers) != 1 or consumers[0].op_type != "MultiThreshold":
+            continue
+        mt = consumers[0]
+        odt = model.get_tensor_datatype(mt.output[0])
+        bias = getCustomOp(mt).get_nodeattr("out_bias")
+        if odt.bitwidth() > 1 and odt != DataType["BIPOLAR"] and int(bias) == bias:
+            biases[node.name] = int(bias)
+    return biases
+
+
+def _infer_thresholding(model: Any) -> Any:
+    """InferThresholdingLayer, also for standalone bipolar MultiThresholds (out_scale 2, out_bias -1).
+
+    A 1-bit input quantizer in front of a MatMul with multi-bit weights is not turned into XNOR-popcount,
+    so its MultiThreshold keeps the bipolar scale and bias, which InferThresholdingLayer rejects. A
+    Thresholding layer with a BIPOLAR output and ActVal 0 computes the same values (it emits the 0/1
+    encoding of -1/+1, as InferQuantizedMatrixVectorActivation does for bipolar activations).
+    """
+    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
+    from qonnx.core.datatype import DataType
+    from qonnx.custom_op.registry import getCustomOp
+
+    bipolar = []
+    for node in model.get_nodes_by_op_type("MultiThreshold"):
+        inst = getCustomOp(node)
+        if (
+            model.get_tensor_datatype(node.output[0]) == DataType["BIPOLAR"]
+            and inst.get_nodeattr("out_scale") == 2.0
+            and inst.get_nodeattr("out_bias") == -1.0
+        ):
+            inst.set_nodeattr("out_scale", 1.0)
+            inst.set_nodeattr("out_bias", 0.0)
+            bipolar.append(node.name)
+    model = model.transform(InferThresholdingLayer())
+    # Any that stayed a MultiThreshold (non-integer input) gets its bipolar scale and bias back.
+    for node in model.get_nodes_by_op_type("MultiThreshold"):
+        if node.name in bipolar:
+            getCustomOp(node).set_nodeattr("out_scale", 2.0)
+            getCustomOp(node).set_nodeattr("out_bias", -1.0)
     return model
 
 
@@ -191,9 +247,7 @@ def step_create_dataflow_partition(model: Any, cfg: BuildConfig) -> Any:
     parent = model.transform(CreateDataflowPartition(partition_model_dir=str(partitions)))
     sdp = parent.get_nodes_by_op_type("StreamingDataflowPartition")
     if len(sdp) != 1:
-        raise BnnflowError(
-            f"expected one dataflow partition, found {len(sdp)}; non-hardware nodes split the graph"
-        )
+        raise BnnflowError(f"expected one dataflow partition, found {len(sdp)}; non-hardware nodes split the graph")
     child = ModelWrapper(getCustomOp(sdp[0]).get_nodeattr("model"))
     parent_path = Path(cfg.output_dir) / "intermediate" / "dataflow_parent.onnx"
     parent.save(str(parent_path))

@@ -57,9 +57,7 @@ def _docker_has_image(image: str, env: dict[str, str]) -> bool:
     if docker is None:
         return False
     try:
-        proc = subprocess.run(
-            [docker, "image", "inspect", image], capture_output=True, timeout=20, check=False
-        )
+        proc = subprocess.run([docker, "image", "inspect", image], capture_output=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0
@@ -74,9 +72,7 @@ def find_vendor_tools(image: str, env: dict[str, str] | None = None) -> VendorTo
 
 
 def missing_tools_message(tools: VendorTools, cfg: BuildConfig) -> str:
-    missing = [
-        name for name, path in (("vivado", tools.vivado), ("vitis_hls", tools.vitis_hls)) if path is None
-    ]
+    missing = [name for name, path in (("vivado", tools.vivado), ("vitis_hls", tools.vitis_hls)) if path is None]
     return (
         f"stopped after the estimates: --to {cfg.to.value} needs {' and '.join(missing)} "
         f"(not on PATH, XILINX_VIVADO/XILINX_HLS unset) or FINN's docker image '{cfg.finn_docker_image}'; "
@@ -138,7 +134,5 @@ def run_vendor_steps(cfg: BuildConfig, folded_model: Path, tools: VendorTools) -
     cmd = vivado_command(tools, flow_file, folded_model.resolve(), out_dir)
     proc = subprocess.run(cmd, check=False)
     if proc.returncode != 0:
-        raise BnnflowError(
-            f"finn-plus vendor steps failed (exit {proc.returncode}); see the log in {out_dir}"
-        )
+        raise BnnflowError(f"finn-plus vendor steps failed (exit {proc.returncode}); see the log in {out_dir}")
     return out_dir

@@ -23,9 +23,7 @@ def _seed_everything() -> None:
 def mnist_dir() -> Path:
     root = default_data_root()
     if root is None or not (root / "mnist" / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(
-            "MNIST idx files not found in ../shared/datasets/mnist (only CI and developers have them)"
-        )
+        pytest.skip("MNIST idx files not found in ../shared/datasets/mnist (only CI and developers have them)")
     return root / "mnist"
 
 

@@ -37,9 +37,7 @@ def test_main_job_runs_on_embedded_default(capsys, tmp_path: Path) -> None:
     assert "II " in out and "MVAU_hls_0" in out
     assert (tmp_path / "dataflow" / "estimates.json").is_file()
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "golden.npz").is_file()
-    assert (tmp_path / "train" / "checkpoint.pt").is_file() and (
-        tmp_path / "train" / "metrics.json"
-    ).is_file()
+    assert (tmp_path / "train" / "checkpoint.pt").is_file() and (tmp_path / "train" / "metrics.json").is_file()
 
 
 def test_train_then_export(capsys, tmp_path: Path) -> None:
@@ -108,9 +106,7 @@ def test_missing_data_files(capsys, tmp_path: Path) -> None:
 def test_corrupt_data_file(capsys, tmp_path: Path) -> None:
     for name in ("data_batch_1.bin", "data_batch_2.bin"):
         (tmp_path / name).write_bytes(b"\x00" * 3073)
-    code, _, err = _run(
-        capsys, "train", "--model", "cnv", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")
-    )
+    code, _, err = _run(capsys, "train", "--model", "cnv", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "data_batch_1.bin has 3073 bytes, expected 30730000")
 
 
@@ -215,9 +211,7 @@ def test_build_to_bitstream_without_vivado_stops_with_reason(capsys, tmp_path: P
 def test_build_bad_options(capsys, tmp_path: Path, args: list[str], needle: str) -> None:
     code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1")
     assert code == 0, err
-    code, _, err = _run(
-        capsys, "build", str(tmp_path / "r" / "model.onnx"), "--out", str(tmp_path / "b"), *args
-    )
+    code, _, err = _run(capsys, "build", str(tmp_path / "r" / "model.onnx"), "--out", str(tmp_path / "b"), *args)
     _assert_one_line_error(code, err, needle)
 
 

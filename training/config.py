@@ -103,9 +103,7 @@ class TrainConfig:
         except FileNotFoundError as exc:
             raise BnnflowError(f"training config {path} not found") from exc
         except yaml.YAMLError as exc:
-            raise BnnflowError(
-                f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}"
-            ) from exc
+            raise BnnflowError(f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
         if not isinstance(raw, dict):
             raise BnnflowError(f"training config {path} must be a mapping of option: value")
         return cls().replace(**raw)

@@ -132,9 +132,7 @@ def load_mnist(directory: Path) -> Dataset:
     """MNIST from the four idx files (.gz as distributed, or decompressed)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise BnnflowError(
-            f"MNIST directory {directory} does not exist; pass --data-dir DIR with the idx files"
-        )
+        raise BnnflowError(f"MNIST directory {directory} does not exist; pass --data-dir DIR with the idx files")
     train_x = _read_idx(directory, "train-images-idx3-ubyte")[:, None]
     train_y = _read_idx(directory, "train-labels-idx1-ubyte").astype(np.int64)
     test_x = _read_idx(directory, "t10k-images-idx3-ubyte")[:, None]
@@ -169,9 +167,7 @@ def load_cifar10(directory: Path, records_per_batch: int = CIFAR10_PER_BATCH) ->
     """CIFAR-10 binary batches: each record is 1 label byte, then 3072 pixel bytes (R, G, B planes)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise BnnflowError(
-            f"CIFAR-10 directory {directory} does not exist; pass --data-dir DIR with the batches"
-        )
+        raise BnnflowError(f"CIFAR-10 directory {directory} does not exist; pass --data-dir DIR with the batches")
     parts = [_read_cifar_batch(directory / name, records_per_batch) for name in CIFAR10_TRAIN]
     test_x, test_y = _read_cifar_batch(directory / CIFAR10_TEST, records_per_batch)
     train_x = np.concatenate([p[0] for p in parts])

@@ -124,9 +124,7 @@ def load_onnx(path: Path) -> Any:
     try:
         return ModelWrapper(str(path))
     except Exception as exc:
-        raise BnnflowError(
-            f"{path} is not a valid ONNX model ({type(exc).__name__}); export it again"
-        ) from exc
+        raise BnnflowError(f"{path} is not a valid ONNX model ({type(exc).__name__}); export it again") from exc
 
 
 def execute(model: Any, inputs: np.ndarray) -> np.ndarray:

@@ -106,9 +106,7 @@ def default_dataset(model_name: str) -> str:
     return ZOO[model_name].dataset if model_name in ZOO else "mnist"
 
 
-def zoo_spec(
-    name: str, wbits: int, abits: int, input_shape: tuple[int, int, int], num_classes: int = 10
-) -> ModelSpec:
+def zoo_spec(name: str, wbits: int, abits: int, input_shape: tuple[int, int, int], num_classes: int = 10) -> ModelSpec:
     """The spec of a zoo network at the given bit widths and input shape."""
     key = name.lower()
     if key not in ZOO:
@@ -117,9 +115,7 @@ def zoo_spec(
         )
     if (wbits, abits) not in ZOO_BITS:
         legal = ", ".join(f"w{w}a{a}" for w, a in ZOO_BITS)
-        raise BnnflowError(
-            f"unsupported bit widths w{wbits}a{abits} for zoo model '{key}'; supported: {legal}"
-        )
+        raise BnnflowError(f"unsupported bit widths w{wbits}a{abits} for zoo model '{key}'; supported: {legal}")
     topo = ZOO[key]
     spec = ModelSpec(
         name=key,
@@ -264,9 +260,7 @@ class BNN(nn.Module):
         features = channels * h * w
         for width in spec.fc:
             fc += [
-                QuantLinear(
-                    features, width, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits
-                ),
+                QuantLinear(features, width, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits),
                 nn.BatchNorm1d(width, eps=1e-4),
                 QuantIdentity(act_quant=ActQuant, bit_width=spec.abits),
             ]
@@ -274,9 +268,7 @@ class BNN(nn.Module):
                 fc.append(nn.Dropout(spec.dropout))
             features = width
         fc += [
-            QuantLinear(
-                features, spec.num_classes, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits
-            ),
+            QuantLinear(features, spec.num_classes, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits),
             TensorNorm(),
         ]
         self.fc = nn.Sequential(*fc)

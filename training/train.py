@@ -95,9 +95,7 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, device: str = "cpu"
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise BnnflowError(
-            f"checkpoint {path} not found; train first with `bnnflow train --out {path.parent}`"
-        )
+        raise BnnflowError(f"checkpoint {path} not found; train first with `bnnflow train --out {path.parent}`")
     try:
         ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:

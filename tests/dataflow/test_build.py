@@ -32,11 +32,13 @@ def _cfg(out: Path, **kw) -> BuildConfig:
 
 @pytest.mark.parametrize(("name", "wbits", "abits"), CASES)
 def test_zoo_builds_and_every_step_equals_pytorch(name, wbits, abits, exported, tmp_path: Path) -> None:
-    src = exported(name, wbits, abits)
-    result = build(src / "model.onnx", _cfg(tmp_path, target_cycles_per_frame=CYCLES[name]))
+    samples = 3 if name == "cnv" else 16  # MLP execution is cheap: check more golden inputs
+    src = exported(name, wbits, abits, samples)
+    cfg = _cfg(tmp_path, target_cycles_per_frame=CYCLES[name], verify_samples=samples)
+    result = build(src / "model.onnx", cfg)
     assert result.steps == step_names()
     assert [c.step for c in result.checks] == step_names()
-    assert all(c.top1_mismatches == 0 and c.samples == 3 for c in result.checks)
+    assert all(c.top1_mismatches == 0 and c.samples == samples for c in result.checks)
     # Before label selection the graphs still compute the logits themselves.
     assert result.checks[0].output == "logits" and result.checks[0].max_abs_diff <= 1e-4
     assert result.checks[-1].output == "label"
@@ -126,9 +128,7 @@ def test_verification_reports_the_first_divergent_step(exported, tmp_path: Path,
         return model
 
     monkeypatch.setitem(steps_module.STEPS, "convert_to_hw", corrupting)
-    with pytest.raises(
-        BnnflowError, match=r"step 'convert_to_hw' diverged from PyTorch: top-1 differs on \d+ of 4"
-    ):
+    with pytest.raises(BnnflowError, match=r"step 'convert_to_hw' diverged from PyTorch: top-1 differs on \d+ of 4"):
         build(exported("tfc", 1, 1) / "model.onnx", _cfg(tmp_path, verify_samples=4))
     report = json.loads((tmp_path / "verification.json").read_text())
     assert report["first_divergent_step"] == "convert_to_hw"
@@ -165,3 +165,20 @@ def test_finn_environment_stays_inside_the_build(exported, tmp_path: Path) -> No
     build(exported("tfc", 1, 1) / "model.onnx", _cfg(tmp_path, stop_step="create_dataflow_partition"))
     assert os.environ.get("FINN_BUILD_DIR") == before
     assert (tmp_path / "build.log").read_text().startswith("== step qonnx_to_finn")
+
+
+def test_narrow_range_activations_keep_their_bias(exported, tmp_path: Path) -> None:
+    """Binary-weight layers with 2-bit {-1, 0, +1} outputs: FINN's binary MVAU inference would set ActVal to
+    the INT2 minimum (-2); the absorbed thresholds' bias is -1. And a bipolar input quantizer in front of
+    2-bit weights becomes a Thresholding layer with a BIPOLAR output."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    build(exported("tfc", 1, 2) / "model.onnx", _cfg(tmp_path / "a", stop_step="convert_to_hw", verify=False))
+    model = ModelWrapper(str(tmp_path / "a" / "intermediate" / "convert_to_hw.onnx"))
+    first = getCustomOp(model.get_nodes_by_op_type("MVAU")[0])
+    assert first.get_nodeattr("binaryXnorMode") == 1 and first.get_nodeattr("ActVal") == -1
+    build(exported("tfc", 2, 2) / "model.onnx", _cfg(tmp_path / "b", stop_step="convert_to_hw", verify=False))
+    model = ModelWrapper(str(tmp_path / "b" / "intermediate" / "convert_to_hw.onnx"))
+    thr = getCustomOp(model.get_nodes_by_op_type("Thresholding")[0])
+    assert thr.get_nodeattr("outputDataType") == "BIPOLAR" and thr.get_nodeattr("ActVal") == 0

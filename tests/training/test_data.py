@@ -106,9 +106,7 @@ def test_cifar10_binary_layout_full_size(tmp_path: Path) -> None:
 
 def test_cifar10_wrong_size_and_labels(tmp_path: Path) -> None:
     _write_cifar(tmp_path, 4)
-    with pytest.raises(
-        BnnflowError, match=rf"data_batch_1.bin has {4 * CIFAR10_RECORD} bytes, expected 30730000"
-    ):
+    with pytest.raises(BnnflowError, match=rf"data_batch_1.bin has {4 * CIFAR10_RECORD} bytes, expected 30730000"):
         load_cifar10(tmp_path)
     assert load_cifar10(tmp_path, records_per_batch=4).train_x.shape == (20, 3, 32, 32)
     bad = bytearray((tmp_path / CIFAR10_TEST).read_bytes())

@@ -47,9 +47,7 @@ def test_resume_continues_from_checkpoint(tmp_path: Path) -> None:
     resumed = train(stopped.replace(resume=True), data=DIGITS, log=logs.append)
     assert any("resuming tfc from epoch 2" in line for line in logs)
     assert [h["epoch"] for h in resumed.metrics["epochs"]] == [1, 2, 3]
-    assert [h["test_acc"] for h in resumed.metrics["epochs"]] == [
-        h["test_acc"] for h in full.metrics["epochs"]
-    ]
+    assert [h["test_acc"] for h in resumed.metrics["epochs"]] == [h["test_acc"] for h in full.metrics["epochs"]]
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 

@@ -1,0 +1,209 @@
+"""RTL parameters for each FINN hardware layer of a folded dataflow graph, and its memory contents.
+
+Python only computes parameters and memory words here; the layers themselves are hand-written
+SystemVerilog in hw/rtl/, and the top level is rendered from hw/templates/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bnnflow.errors import BnnflowError
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    """How one stream carries a tensor: `elems` values of `bits` each per word (element 0 in the LSBs)."""
+
+    bits: int
+    elems: int  # elements per word
+    words: int  # words per frame
+    signed: bool
+    bipolar: bool
+
+    @property
+    def width(self) -> int:
+        return self.bits * self.elems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bits": self.bits, "elems": self.elems, "words": self.words, "signed": self.signed,
+                "bipolar": self.bipolar}  # fmt: skip
+
+
+@dataclass
+class LayerRTL:
+    """One instance in the generated top level."""
+
+    name: str
+    module: str
+    params: dict[str, int | str]
+    instream: StreamFormat
+    outstream: StreamFormat
+    expected_cycles: int
+    memories: dict[str, list[str]] = field(default_factory=dict)  # file name -> hex lines
+
+
+def _dt(inst: Any, attr: str) -> Any:
+    from qonnx.core.datatype import DataType
+
+    return DataType[inst.get_nodeattr(attr)]
+
+
+def _is_bipolar(dt: Any) -> bool:
+    return bool(dt.name == "BIPOLAR")
+
+
+def encode(values: np.ndarray, dt: Any) -> np.ndarray:
+    """Integer values to their stream codes: bipolar -1/+1 as 0/1, others two's complement in dt's width."""
+    v = np.asarray(values).astype(np.int64)
+    if _is_bipolar(dt):
+        return ((v + 1) // 2).astype(np.int64)
+    return v & ((1 << dt.bitwidth()) - 1)
+
+
+def decode(codes: np.ndarray, bits: int, signed: bool, bipolar: bool) -> np.ndarray:
+    c = np.asarray(codes).astype(np.int64)
+    if bipolar:
+        return 2 * c - 1
+    if signed:
+        return np.where(c >= (1 << (bits - 1)), c - (1 << bits), c)
+    return c
+
+
+def pack_words(codes: np.ndarray, bits: int) -> list[str]:
+    """Rows of element codes to hex words (element 0 in the least significant bits)."""
+    codes = np.asarray(codes, dtype=object)
+    width = bits * codes.shape[1]
+    digits = max(1, (width + 3) // 4)
+    out = []
+    for row in codes:
+        word = 0
+        for i, c in enumerate(row):
+            word |= int(c) << (i * bits)
+        out.append(f"{word:0{digits}x}")
+    return out
+
+
+def unpack_words(words: list[str], bits: int, elems: int) -> np.ndarray:
+    mask = (1 << bits) - 1
+    return np.array([[(int(w, 16) >> (i * bits)) & mask for i in range(elems)] for w in words], dtype=np.int64)
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Width of a two's complement number holding every integer in [lo, hi]."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def _stream(dt: Any, elems: int, words: int) -> StreamFormat:
+    return StreamFormat(dt.bitwidth(), elems, words, bool(dt.signed()) and not _is_bipolar(dt), _is_bipolar(dt))
+
+
+def _thresholds(model: Any, node: Any, rows: int) -> np.ndarray:
+    thr = model.get_initializer(node.input[-1]).astype(np.float64)
+    if not np.all(thr == np.round(thr)):
+        raise BnnflowError(f"layer '{node.name}': thresholds are not integers; run minimize_bit_width first")
+    thr = np.rint(thr).astype(np.int64)
+    return np.broadcast_to(thr, (rows, thr.shape[-1])) if thr.shape[0] == 1 else thr
+
+
+def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
+    mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+    pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
+    idt, wdt, odt = _dt(inst, "inputDataType"), _dt(inst, "weightDataType"), _dt(inst, "outputDataType")
+    xnor = int(inst.get_nodeattr("binaryXnorMode"))
+    no_act = int(inst.get_nodeattr("noActivation"))
+    weights = np.rint(model.get_initializer(node.input[1])).astype(np.int64)  # (MW, MH)
+    wcodes = encode(weights, wdt) if not xnor else weights
+    sf, nf = mw // simd, mh // pe
+    wbits = 1 if xnor else wdt.bitwidth()
+    # word nf*SF+sf: W[nf*PE+p][sf*SIMD+s] at element p*SIMD+s
+    blocks = wcodes.T.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, pe * simd)
+    memories = {f"{node.name}_weights.mem": pack_words(blocks, wbits)}
+    max_x = 1 if (xnor or _is_bipolar(idt)) else max(abs(idt.min()), abs(idt.max()))
+    max_w = 1 if (xnor or _is_bipolar(wdt)) else max(abs(wdt.min()), abs(wdt.max()))
+    bound = mw * max_x * max_w
+    nthres, actval = 0, 0
+    lo, hi = -bound, bound
+    if not no_act:
+        thr = _thresholds(model, node, mh)
+        nthres = thr.shape[1]
+        actval = 0 if _is_bipolar(odt) else int(inst.get_nodeattr("ActVal"))
+        lo, hi = min(lo, int(thr.min()), actval), max(hi, int(thr.max()), actval + nthres)
+    accbits = signed_bits(lo, hi) + 1
+    if not no_act:
+        tcodes = thr & ((1 << accbits) - 1)
+        tblocks = tcodes.reshape(nf, pe * nthres)
+        memories[f"{node.name}_thresholds.mem"] = pack_words(tblocks, accbits)
+        obits = odt.bitwidth()
+        out = _stream(odt, pe, nf)
+    else:
+        adt = _dt(inst, "accDataType")
+        obits = adt.bitwidth()
+        out = _stream(adt, pe, nf)
+    params: dict[str, int | str] = {
+        "MW": mw, "MH": mh, "PE": pe, "SIMD": simd, "IBITS": 1 if xnor else idt.bitwidth(), "WBITS": wbits,
+        "ACCBITS": accbits, "OBITS": obits, "XNOR": xnor, "I_SIGNED": int(idt.signed() and not _is_bipolar(idt)),
+        "I_BIPOLAR": int(_is_bipolar(idt) and not xnor), "W_SIGNED": int(wdt.signed() and not _is_bipolar(wdt)),
+        "W_BIPOLAR": int(_is_bipolar(wdt) and not xnor), "NTHRES": nthres, "ACTVAL": actval,
+        "WEIGHT_FILE": f"{node.name}_weights.mem",
+        "THRESH_FILE": f"{node.name}_thresholds.mem" if nthres else "",
+    }  # fmt: skip
+    return LayerRTL(node.name, "bnn_mvau", params, _stream(idt, simd, sf), out, sf * nf, memories)
+
+
+def thresholding(model: Any, node: Any, inst: Any) -> LayerRTL:
+    c, pe = inst.get_nodeattr("NumChannels"), inst.get_nodeattr("PE")
+    idt, odt = _dt(inst, "inputDataType"), _dt(inst, "outputDataType")
+    thr = _thresholds(model, node, c)
+    nthres = thr.shape[1]
+    actval = 0 if _is_bipolar(odt) else int(inst.get_nodeattr("ActVal"))
+    tbits = signed_bits(min(int(thr.min()), idt.min(), actval), max(int(thr.max()), idt.max(), actval + nthres)) + 1
+    memories = {f"{node.name}_thresholds.mem": pack_words((thr & ((1 << tbits) - 1)).reshape(c // pe, pe * nthres),
+                                                          tbits)}  # fmt: skip
+    frames = int(np.prod(inst.get_normal_input_shape()[:-1]))
+    params: dict[str, int | str] = {
+        "C": c, "PE": pe, "IBITS": idt.bitwidth(), "I_SIGNED": int(idt.signed()), "TBITS": tbits,
+        "OBITS": odt.bitwidth(), "NTHRES": nthres, "ACTVAL": actval, "THRESH_FILE": f"{node.name}_thresholds.mem",
+    }  # fmt: skip
+    words = frames * c // pe
+    return LayerRTL(node.name, "bnn_thresholding", params, _stream(idt, pe, words), _stream(odt, pe, words), words,
+                    memories)  # fmt: skip
+
+
+def label_select(model: Any, node: Any, inst: Any) -> LayerRTL:
+    labels, pe = inst.get_nodeattr("Labels"), inst.get_nodeattr("PE")
+    if inst.get_nodeattr("K") != 1:
+        raise BnnflowError(f"layer '{node.name}': only top-1 label selection has RTL (K={inst.get_nodeattr('K')})")
+    idt, odt = _dt(inst, "inputDataType"), _dt(inst, "outputDataType")
+    params: dict[str, int | str] = {
+        "LABELS": labels, "PE": pe, "IBITS": idt.bitwidth(), "I_SIGNED": int(idt.signed()), "OBITS": odt.bitwidth()
+    }  # fmt: skip
+    return LayerRTL(node.name, "bnn_label_select", params, _stream(idt, pe, labels // pe), _stream(odt, 1, 1),
+                    labels // pe)  # fmt: skip
+
+
+LAYERS: dict[str, Callable[[Any, Any, Any], LayerRTL]] = {
+    "MVAU": mvau,
+    "Thresholding": thresholding,
+    "LabelSelect": label_select,
+}
+
+
+def layer_rtl(model: Any, node: Any) -> LayerRTL:
+    from qonnx.custom_op.registry import getCustomOp
+
+    from bnnflow.dataflow.fold import base_op_type
+
+    kind = base_op_type(node.op_type)
+    if kind not in LAYERS:
+        raise BnnflowError(
+            f"layer '{node.name}' ({node.op_type}) has no RTL in bnnflow yet; supported: {', '.join(LAYERS)}"
+        )
+    return LAYERS[kind](model, node, getCustomOp(node))

@@ -1,0 +1,219 @@
+"""Cycle-accurate simulation of a generated accelerator in Verilator, compared element by element with FINN's
+python execution of the same graph and top-1 with PyTorch; measures initiation interval and latency."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnnflow.errors import BnnflowError
+from bnnflow.fileio import ensure_writable_dir, write_json, write_text
+from bnnflow.hw.generate import TOP, Design, generate
+from bnnflow.hw.layers import StreamFormat, decode, encode, pack_words, unpack_words
+from bnnflow.render import render
+from bnnflow.sim.verilator import build_testbench, find_verilator
+
+
+@dataclass
+class SimConfig:
+    """One simulation of a built design."""
+
+    build_dir: Path = Path("build/dataflow")
+    """A `bnnflow build` directory (its intermediate/estimate.onnx is simulated)."""
+    golden: Path | None = None
+    """golden.npz with inputs and PyTorch outputs; default: the one the build verified against."""
+    samples: int | None = None
+    """Simulate only the first N golden inputs."""
+    backpressure: bool = False
+    """Random input gaps and output stalls (seeded); cycle figures are then not steady-state."""
+    seed: int = 0
+    """Seed of the back-pressure pattern."""
+    trace: bool = False
+    """Write an FST waveform to sim/trace.fst."""
+    fifo_depth: int = 2
+    """Depth of the FIFO after every layer."""
+    sim_dir: Path | None = None
+    """Where the RTL, the Verilator build and report.json go; default BUILD_DIR/sim."""
+
+
+@dataclass
+class SimReport:
+    frames: int
+    mismatches_vs_finn: int
+    top1_mismatches_vs_pytorch: int | None
+    measured_ii: float | None
+    latency_cycles: int
+    expected_ii: int
+    slowest_layer: str
+    total_cycles: int
+    wall_s: float
+    backpressure: bool
+    outputs: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        ii_err = None if self.measured_ii is None else (self.measured_ii - self.expected_ii) / self.expected_ii
+        return {
+            "frames": self.frames,
+            "mismatches_vs_finn": self.mismatches_vs_finn,
+            "top1_mismatches_vs_pytorch": self.top1_mismatches_vs_pytorch,
+            "measured_ii_cycles": self.measured_ii,
+            "expected_ii_cycles": self.expected_ii,
+            "ii_relative_error": ii_err,
+            "slowest_layer": self.slowest_layer,
+            "latency_cycles": self.latency_cycles,
+            "total_cycles": self.total_cycles,
+            "backpressure": self.backpressure,
+        }
+
+
+def folded_model_path(build_dir: Path) -> Path:
+    for step in ("estimate", "fold"):
+        path = Path(build_dir) / "intermediate" / f"{step}.onnx"
+        if path.is_file():
+            return path
+    raise BnnflowError(f"{build_dir} holds no folded graph (intermediate/fold.onnx); run `bnnflow build` first")
+
+
+def partition_inputs(model: Any, inputs: np.ndarray) -> np.ndarray:
+    """Golden inputs are the partition's inputs when the parent graph starts with the partition."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from bnnflow.dataflow.steps import PARENT_PROP
+
+    parent_path = model.get_metadata_prop(PARENT_PROP)
+    if parent_path:
+        parent = ModelWrapper(parent_path)
+        if parent.graph.node[0].op_type != "StreamingDataflowPartition":
+            raise BnnflowError("the graph has nodes before the dataflow partition; the simulator needs the "
+                               "accelerator to take the model input")  # fmt: skip
+    return inputs
+
+
+def reference_outputs(model: Any, inputs: np.ndarray) -> np.ndarray:
+    """FINN's python execution of the partition itself, one row per input."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from bnnflow.dataflow.steps import PARENT_PROP
+    from bnnflow.dataflow.verify import execute_graph
+
+    alone = ModelWrapper(model.model.__deepcopy__())
+    alone.set_metadata_prop(PARENT_PROP, "")
+    return execute_graph(alone, inputs)
+
+
+def _input_words(model: Any, inputs: np.ndarray, fmt: StreamFormat) -> list[str]:
+    from qonnx.core.datatype import DataType
+
+    idt = model.get_tensor_datatype(model.graph.input[0].name) or DataType["FLOAT32"]
+    flat = inputs.reshape(len(inputs), -1)
+    if not np.all(flat == np.round(flat)):
+        raise BnnflowError("accelerator inputs must be integers (pixel values); got fractional values")
+    codes = encode(np.rint(flat).astype(np.int64), idt)
+    return pack_words(codes.reshape(-1, fmt.elems), fmt.bits)
+
+
+def run_design(
+    design: Design,
+    words: list[str],
+    fmt_in: StreamFormat,
+    fmt_out: StreamFormat,
+    cfg: SimConfig,
+    sim_dir: Path,
+) -> tuple[np.ndarray, dict[str, Any], float]:
+    verilator = find_verilator()
+    tb = sim_dir / "tb.cpp"
+    width = fmt_out.width
+    write_text(tb, render("bnnflow.sim", "tb.cpp.j2", top=TOP, trace=cfg.trace, out_digits=max(1, (width + 3) // 4)))
+    exe = build_testbench(verilator, design.sources, tb, sim_dir / "obj_dir", TOP, cfg.trace)
+    write_text(sim_dir / "input.hex", "\n".join(words) + "\n")
+    frames = len(words) // fmt_in.words
+    max_cycles = 1000 + 50 * (frames + 2) * max(layer.expected_cycles for layer in design.layers)
+    files = [sim_dir / "input.hex", sim_dir / "output.hex", sim_dir / "cycles.json"]
+    counts = [fmt_in.words, fmt_out.words, int(cfg.backpressure), cfg.seed, max_cycles]
+    args = [str(exe), *map(str, files), *map(str, counts)]
+    if cfg.trace:
+        args.append(str(sim_dir / "trace.fst"))
+    began = time.perf_counter()
+    proc = subprocess.run(args, cwd=design.rtl_dir, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - began
+    import json
+
+    cycles = json.loads((sim_dir / "cycles.json").read_text())
+    if proc.returncode != 0:
+        raise BnnflowError(
+            f"simulation stopped after {cycles['cycles']} cycles with {cycles['received_words']} of "
+            f"{frames * fmt_out.words} output words (exit {proc.returncode}); the design deadlocked or is too slow"
+        )
+    out_words = (sim_dir / "output.hex").read_text().split()
+    codes = unpack_words(out_words, fmt_out.bits, fmt_out.elems)
+    values = decode(codes, fmt_out.bits, fmt_out.signed, fmt_out.bipolar).reshape(frames, -1)
+    return values, cycles, wall
+
+
+def steady_state_ii(out_last: list[int]) -> float | None:
+    """Mean cycles between consecutive output frames over the second half of the run."""
+    if len(out_last) < 3:
+        return None
+    start = len(out_last) // 2
+    return (out_last[-1] - out_last[start - 1]) / (len(out_last) - start)
+
+
+def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np.ndarray | None = None) -> SimReport:
+    """Generate RTL for the build, simulate it on golden (or given) inputs, compare, measure cycles."""
+    from bnnflow.training.export import GOLDEN_FILE, load_golden, load_onnx
+
+    build_dir = Path(cfg.build_dir)
+    model = load_onnx(folded_model_path(build_dir))
+    sim_dir = ensure_writable_dir(cfg.sim_dir or build_dir / "sim", "simulation directory")
+    if inputs is None:
+        golden_path = cfg.golden or _golden_of(build_dir, GOLDEN_FILE)
+        golden = load_golden(golden_path)
+        inputs, torch_outputs = golden["inputs"], golden["outputs"]
+    if cfg.samples is not None:
+        inputs = inputs[: cfg.samples]
+        torch_outputs = None if torch_outputs is None else torch_outputs[: cfg.samples]
+    inputs = partition_inputs(model, inputs)
+    design = generate(model, sim_dir / "rtl", source=folded_model_path(build_dir).name, fifo_depth=cfg.fifo_depth)
+    fmt_in, fmt_out = design.layers[0].instream, design.layers[-1].outstream
+    values, cycles, wall = run_design(design, _input_words(model, inputs, fmt_in), fmt_in, fmt_out, cfg, sim_dir)
+    reference = reference_outputs(model, inputs).reshape(values.shape)
+    mismatches = int(np.count_nonzero(values != reference))
+    top1 = None
+    if torch_outputs is not None:
+        from bnnflow.dataflow.verify import top1_agrees
+
+        labels = values[:, 0] if values.shape[1] == 1 else values.argmax(axis=1)
+        top1 = int((~top1_agrees(labels, torch_outputs.reshape(len(labels), -1))).sum())
+    slowest = max(design.layers, key=lambda layer: layer.expected_cycles)
+    latency = cycles["out_last"][0] - cycles["in_first"][0] + 1 if cycles["out_last"] else 0
+    report = SimReport(
+        frames=len(values),
+        mismatches_vs_finn=mismatches,
+        top1_mismatches_vs_pytorch=top1,
+        measured_ii=steady_state_ii(cycles["out_last"]),
+        latency_cycles=latency,
+        expected_ii=slowest.expected_cycles,
+        slowest_layer=slowest.name,
+        total_cycles=int(cycles["cycles"]),
+        wall_s=round(wall, 3),
+        backpressure=cfg.backpressure,
+        outputs=values,
+    )
+    write_json(sim_dir / "report.json", report.to_dict())
+    return report
+
+
+def _golden_of(build_dir: Path, name: str) -> Path:
+    import json
+
+    cfg_file = build_dir / "build_config.json"
+    if cfg_file.is_file():
+        golden = json.loads(cfg_file.read_text()).get("golden")
+        if golden:
+            return Path(golden)
+    raise BnnflowError(f"no golden.npz known for {build_dir}; pass --golden FILE")
