@@ -101,7 +101,7 @@ def export(checkpoint: Path, out_dir: Path | None, data_dir: Path | None, golden
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=False, show_default=True)
 def run(out_dir: Path, epochs: int, seed: int, progress: bool) -> None:
-    """The main job on the embedded digits set: train, export, build with FINN, verify, summarize."""
+    """The main job on the embedded digits set: train, export, FINN build, RTL in Verilator, summarize."""
     from bnnflow.run import default_run_config
     from bnnflow.run import run as run_job
 
@@ -110,6 +110,10 @@ def run(out_dir: Path, epochs: int, seed: int, progress: bool) -> None:
     for line in summary.lines():
         click.echo(line)
     click.echo(summary.estimate_table(), nl=False)
+    for line in summary.sim_lines():
+        click.echo(line)
+    if not summary.sim.ok:
+        raise BnnflowError(f"the RTL disagrees with PyTorch; see {summary.build.output_dir / 'sim' / 'report.json'}")
 
 
 @cli.command()
@@ -143,6 +147,24 @@ def build(model: Path, config_file: Path | None, **flags: Any) -> None:
     click.echo(f"build directory {result.output_dir} (last step: {result.steps[-1]})")
     if result.stopped:
         click.echo(result.stopped)
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--golden", type=click.Path(path_type=Path), help="golden.npz (default: the build's).")
+@click.option("--samples", type=int, help="Simulate only the first N golden inputs.")
+@click.option("--backpressure", is_flag=True, help="Random input gaps and output stalls.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the back-pressure pattern.")
+@click.option("--trace", is_flag=True, help="Write an FST waveform to BUILD_DIR/sim/trace.fst.")
+def sim(build_dir: Path, golden: Path | None, samples: int | None, backpressure: bool, seed: int, trace: bool) -> None:
+    """Generate the accelerator's RTL and simulate it in Verilator against the golden outputs."""
+    from bnnflow.sim.harness import SimConfig, simulate
+
+    report = simulate(SimConfig(build_dir, golden, samples, backpressure, seed, trace))
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        raise BnnflowError(f"RTL disagrees with the reference; see {build_dir / 'sim' / 'report.json'}")
 
 
 @cli.command()

@@ -1,4 +1,4 @@
-"""The main job, `bnnflow run`: train a small BNN on the embedded digits set, export, check and build it."""
+"""The main job, `bnnflow run`: train a small BNN on the embedded digits set, export, build, simulate the RTL."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bnnflow.dataflow.build import BuildResult, build
 from bnnflow.dataflow.config import BuildConfig
+from bnnflow.sim.harness import SimConfig, SimReport, simulate
 from bnnflow.training.config import TrainConfig
 from bnnflow.training.data import load_dataset
 from bnnflow.training.export import ExportResult, export
@@ -19,6 +20,7 @@ class RunSummary:
     train: TrainResult
     export: ExportResult
     build: BuildResult
+    sim: SimReport
     out_dir: Path
 
     def lines(self) -> list[str]:
@@ -37,6 +39,10 @@ class RunSummary:
             f"{self.build.checks[-1].samples if self.build.checks else 0} golden inputs "
             f"-> {self.build.output_dir}",
         ]
+
+    def sim_lines(self) -> list[str]:
+        verdict = "PyTorch and the RTL agree" if self.sim.ok else "PyTorch and the RTL DISAGREE"
+        return [f"verdict    {verdict}", *self.sim.lines()]
 
     def estimate_table(self) -> str:
         from bnnflow.dataflow.estimate import format_table
@@ -75,4 +81,5 @@ def run(
     trained = train(cfg, log=log, data=data)
     exported = export(trained.model, data, Path(out_dir), cfg.golden_samples)
     built = build(exported.model_path, build_cfg or default_build_config(out_dir), log=log)
-    return RunSummary(trained, exported, built, Path(out_dir))
+    simulated = simulate(SimConfig(build_dir=built.output_dir))
+    return RunSummary(trained, exported, built, simulated, Path(out_dir))

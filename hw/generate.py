@@ -10,7 +10,7 @@ from typing import Any
 
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir, write_json, write_text
-from bnnflow.hw.layers import LayerRTL, layer_rtl
+from bnnflow.hw.layers import LayerRTL, follow_input, layer_rtl
 from bnnflow.render import render
 
 TOP = "bnn_top"
@@ -53,6 +53,8 @@ def with_width_converters(layers: list[LayerRTL]) -> list[LayerRTL]:
     """Insert a data-width converter wherever a layer's output word differs from the next one's input word."""
     out: list[LayerRTL] = []
     for layer in layers:
+        if out:
+            layer = follow_input(layer, out[-1].outstream)
         if out and out[-1].outstream.width != layer.instream.width:
             src, dst = out[-1].outstream, layer.instream
             if src.bits != dst.bits or (src.elems * src.words) != (dst.elems * dst.words):

@@ -144,9 +144,17 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
         obits = odt.bitwidth()
         out = _stream(odt, pe, nf)
     else:
+        # The raw accumulator leaves the layer. FINN's accDataType can be too narrow for it (INT7 for a
+        # 64-input XNOR popcount, whose range is 0..64), so it is used only when it holds the true range.
         adt = _dt(inst, "accDataType")
-        obits = adt.bitwidth()
-        out = _stream(adt, pe, nf)
+        lo, hi = (0, mw) if xnor else (-bound, bound)
+        if adt.min() <= lo and hi <= adt.max():
+            out = _stream(adt, pe, nf)
+        elif lo >= 0:
+            out = StreamFormat(max(1, hi.bit_length()), pe, nf, False, False)
+        else:
+            out = StreamFormat(signed_bits(lo, hi), pe, nf, True, False)
+        obits = out.bits
     params: dict[str, int | str] = {
         "MW": mw, "MH": mh, "PE": pe, "SIMD": simd, "IBITS": 1 if xnor else idt.bitwidth(), "WBITS": wbits,
         "ACCBITS": accbits, "OBITS": obits, "XNOR": xnor, "I_SIGNED": int(idt.signed() and not _is_bipolar(idt)),
@@ -175,6 +183,15 @@ def thresholding(model: Any, node: Any, inst: Any) -> LayerRTL:
     words = frames * c // pe
     return LayerRTL(node.name, "bnn_thresholding", params, _stream(idt, pe, words), _stream(odt, pe, words), words,
                     memories)  # fmt: skip
+
+
+def follow_input(layer: LayerRTL, source: StreamFormat) -> LayerRTL:
+    """A label select reads whatever its producer emits (see mvau: the accumulator may be widened)."""
+    if layer.module != "bnn_label_select":
+        return layer
+    params = {**layer.params, "IBITS": source.bits, "I_SIGNED": int(source.signed)}
+    instream = StreamFormat(source.bits, layer.instream.elems, layer.instream.words, source.signed, False)
+    return LayerRTL(layer.name, layer.module, params, instream, layer.outstream, layer.expected_cycles)
 
 
 def label_select(model: Any, node: Any, inst: Any) -> LayerRTL:

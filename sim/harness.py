@@ -55,6 +55,24 @@ class SimReport:
     backpressure: bool
     outputs: np.ndarray = field(repr=False)
 
+    @property
+    def ok(self) -> bool:
+        return self.mismatches_vs_finn == 0 and not self.top1_mismatches_vs_pytorch
+
+    def lines(self) -> list[str]:
+        torch_part = (
+            f", top-1 differs from PyTorch on {self.top1_mismatches_vs_pytorch}"
+            if self.top1_mismatches_vs_pytorch is not None
+            else ""
+        )
+        ii = "n/a (fewer than 3 frames)" if self.measured_ii is None else f"{self.measured_ii:.1f}"
+        return [
+            f"rtl        {self.frames} frames in Verilator: {self.mismatches_vs_finn} output elements differ from "
+            f"FINN's execution{torch_part}",
+            f"cycles     II measured {ii} vs FINN estimate {self.expected_ii} ({self.slowest_layer}); "
+            f"latency {self.latency_cycles} cycles{' (with back-pressure)' if self.backpressure else ''}",
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         ii_err = None if self.measured_ii is None else (self.measured_ii - self.expected_ii) / self.expected_ii
         return {
