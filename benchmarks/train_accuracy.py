@@ -21,8 +21,8 @@ from bnnflow.training.train import train
 # name -> (model, wbits, abits, published top-1 %, epochs of our schedule)
 RUNS = {
     "tfc-w1a1": ("tfc", 1, 1, 93.17, 60),
-    "tfc-w2a2": ("tfc", 2, 2, 96.60, 60),
-    "sfc-w1a1": ("sfc", 1, 1, 97.81, 60),
+    "tfc-w2a2": ("tfc", 2, 2, 96.60, 150),
+    "sfc-w1a1": ("sfc", 1, 1, 97.81, 120),
 }
 BUDGET_S = 45 * 60
 
@@ -69,7 +69,9 @@ def main() -> None:
         print(json.dumps(row))
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train_accuracy.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    (args.out / f"train_accuracy-{'_'.join(args.only)}.json").write_text(
+        json.dumps({"machine": machine, "results": results}, indent=2)
+    )
     print(f"\nmachine: {machine}\n")
     print("| run | epochs | final test % | best test % | target % | target reached at | wall time |")
     print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")

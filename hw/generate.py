@@ -16,7 +16,15 @@ from bnnflow.render import render
 TOP = "bnn_top"
 MAX_FIFO_DEPTH = 4096
 DESIGN_FILE = "design.json"
-LIBRARY = ("bnn_fifo.sv", "bnn_dwc.sv", "bnn_mvau.sv", "bnn_thresholding.sv", "bnn_label_select.sv")
+LIBRARY = (
+    "bnn_fifo.sv",
+    "bnn_dwc.sv",
+    "bnn_mvau.sv",
+    "bnn_thresholding.sv",
+    "bnn_swg.sv",
+    "bnn_pool.sv",
+    "bnn_label_select.sv",
+)
 
 
 @dataclass

@@ -122,6 +122,7 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
     weights = np.rint(model.get_initializer(node.input[1])).astype(np.int64)  # (MW, MH)
     wcodes = encode(weights, wdt) if not xnor else weights
     sf, nf = mw // simd, mh // pe
+    vectors = int(np.prod(inst.get_nodeattr("numInputVectors")))
     wbits = 1 if xnor else wdt.bitwidth()
     # word nf*SF+sf: W[nf*PE+p][sf*SIMD+s] at element p*SIMD+s
     blocks = wcodes.T.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, pe * simd)
@@ -142,18 +143,18 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
         tblocks = tcodes.reshape(nf, pe * nthres)
         memories[f"{node.name}_thresholds.mem"] = pack_words(tblocks, accbits)
         obits = odt.bitwidth()
-        out = _stream(odt, pe, nf)
+        out = _stream(odt, pe, nf * vectors)
     else:
         # The raw accumulator leaves the layer. FINN's accDataType can be too narrow for it (INT7 for a
         # 64-input XNOR popcount, whose range is 0..64), so it is used only when it holds the true range.
         adt = _dt(inst, "accDataType")
         lo, hi = (0, mw) if xnor else (-bound, bound)
         if adt.min() <= lo and hi <= adt.max():
-            out = _stream(adt, pe, nf)
+            out = _stream(adt, pe, nf * vectors)
         elif lo >= 0:
-            out = StreamFormat(max(1, hi.bit_length()), pe, nf, False, False)
+            out = StreamFormat(max(1, hi.bit_length()), pe, nf * vectors, False, False)
         else:
-            out = StreamFormat(signed_bits(lo, hi), pe, nf, True, False)
+            out = StreamFormat(signed_bits(lo, hi), pe, nf * vectors, True, False)
         obits = out.bits
     params: dict[str, int | str] = {
         "MW": mw, "MH": mh, "PE": pe, "SIMD": simd, "IBITS": 1 if xnor else idt.bitwidth(), "WBITS": wbits,
@@ -163,7 +164,7 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
         "WEIGHT_FILE": f"{node.name}_weights.mem",
         "THRESH_FILE": f"{node.name}_thresholds.mem" if nthres else "",
     }  # fmt: skip
-    return LayerRTL(node.name, "bnn_mvau", params, _stream(idt, simd, sf), out, sf * nf, memories)
+    return LayerRTL(node.name, "bnn_mvau", params, _stream(idt, simd, sf * vectors), out, sf * nf * vectors, memories)
 
 
 def thresholding(model: Any, node: Any, inst: Any) -> LayerRTL:
@@ -206,7 +207,44 @@ def label_select(model: Any, node: Any, inst: Any) -> LayerRTL:
                     labels // pe)  # fmt: skip
 
 
+def swg(model: Any, node: Any, inst: Any) -> LayerRTL:
+    c, simd = inst.get_nodeattr("IFMChannels"), inst.get_nodeattr("SIMD")
+    par = int(inst.get_nodeattr("parallel_window"))
+    if inst.get_nodeattr("M") != 1 or inst.get_nodeattr("is1D") or (par and simd != c):
+        raise BnnflowError(f"layer '{node.name}': only 2D, M=1 sliding windows (parallel only with SIMD = C) have RTL")
+    (h, w), (oh, ow) = inst.get_nodeattr("IFMDim"), inst.get_nodeattr("OFMDim")
+    (kh, kw), (sh, sw) = inst.get_nodeattr("ConvKernelDim"), inst.get_nodeattr("Stride")
+    dh, dw = inst.get_nodeattr("Dilation")
+    idt = _dt(inst, "inputDataType")
+    params: dict[str, int | str] = {
+        "BITS": idt.bitwidth(), "SIMD": simd, "C": c, "H": h, "W": w, "KH": kh, "KW": kw, "SH": sh, "SW": sw,
+        "DH": dh, "DW": dw, "OH": oh, "OW": ow, "PAR": par,
+    }  # fmt: skip
+    in_words = h * w * c // simd
+    out_elems = simd * (kh * kw if par else 1)
+    out_words = oh * ow * kh * kw * c // out_elems
+    return LayerRTL(node.name, "bnn_swg", params, _stream(idt, simd, in_words), _stream(idt, out_elems, out_words),
+                    max(in_words, out_words))  # fmt: skip
+
+
+def pool(model: Any, node: Any, inst: Any) -> LayerRTL:
+    if inst.get_nodeattr("Function") != "MaxPool":
+        raise BnnflowError(f"layer '{node.name}': only MaxPool has RTL (got {inst.get_nodeattr('Function')})")
+    c, pe = inst.get_nodeattr("Channels"), inst.get_nodeattr("PE")
+    kh, kw = inst.get_nodeattr("KernelSize")
+    pixels = int(np.prod(inst.get_nodeattr("OutImgDims"))) * int(inst.get_nodeattr("BatchSize"))
+    idt = _dt(inst, "InputDataType")
+    params: dict[str, int | str] = {
+        "BITS": idt.bitwidth(), "SIGNED": int(idt.signed() and not _is_bipolar(idt)), "C": c, "PE": pe, "K2": kh * kw
+    }  # fmt: skip
+    in_words = pixels * kh * kw * c // pe
+    return LayerRTL(node.name, "bnn_pool", params, _stream(idt, pe, in_words), _stream(idt, pe, pixels * c // pe),
+                    in_words)  # fmt: skip
+
+
 LAYERS: dict[str, Callable[[Any, Any, Any], LayerRTL]] = {
+    "ConvolutionInputGenerator": swg,
+    "Pool": pool,
     "MVAU": mvau,
     "Thresholding": thresholding,
     "LabelSelect": label_select,

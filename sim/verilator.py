@@ -86,6 +86,9 @@ def build_testbench(
         str(verilator.executable), "--cc", "--exe", "--build", "-j", "2", "--top-module", top,
         "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast", "--x-initial", "fast",
         "-O3", "-CFLAGS", "-O2", "--Mdir", str(obj_dir), "-o", "Vtb",
+        # The wheel's verilated.mk leaves the precompiled-header flag empty, so gcc takes the header for a
+        # linker input once a design is split over several files.
+        "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
     ]  # fmt: skip
     if trace:
         cmd += ["--trace-fst"]

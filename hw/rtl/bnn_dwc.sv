@@ -15,7 +15,7 @@ module bnn_dwc #(
     input  logic                out_ready
 );
   localparam int CAP = IN + OUT;
-  localparam int CW = $clog2(CAP + 1);
+  localparam int CW = $clog2(2 * CAP + 1);  // room for count + IN before the comparison
 
   logic [CAP*BITS-1:0] held;
   logic [CW-1:0] count;
