@@ -69,9 +69,58 @@ def test_generated_rtl_is_deterministic(verilator, exported, tmp_path) -> None:
         assert a == (tmp_path / "b" / "sim" / "rtl" / name).read_bytes(), name
 
 
+def _tiny_cnn(tmp_path: Path, real_images, wbits: int, abits: int) -> Path:
+    """A user CNN (conv-pool-conv-fc) on 16x16 digit images: the CNN layers at a size CI can afford."""
+    import torch
+
+    from bnnflow.training.data import Dataset
+    from bnnflow.training.export import export
+    from bnnflow.training.models import build_model, load_model_config, randomize_batchnorm
+
+    cfg = tmp_path / "cnn.yaml"
+    cfg.write_text(
+        f"name: tinycnn\nwbits: {wbits}\nabits: {abits}\n"
+        "conv:\n  - {channels: 8, kernel: 3, pool: true}\n  - {channels: 8, kernel: 3}\nfc: [16]\n"
+    )
+    torch.manual_seed(3)
+    model = build_model(load_model_config(cfg, (1, 16, 16)))
+    randomize_batchnorm(model, seed=3)
+    images = real_images(8, (1, 16, 16))
+    labels = np.zeros(8, dtype=np.int64)
+    export(model.eval(), Dataset("real", images, labels, images, labels), tmp_path / "model", golden_samples=8)
+    return tmp_path / "model"
+
+
+@pytest.mark.parametrize("fold", [None, 300])
+@pytest.mark.parametrize(("wbits", "abits"), ZOO_BITS)
+def test_cnn_rtl_sliding_window_and_pool(verilator, real_images, tmp_path, wbits, abits, fold) -> None:
+    out = _build(_tiny_cnn(tmp_path, real_images, wbits, abits), tmp_path / "b", fold)
+    report = simulate(SimConfig(build_dir=out))
+    assert report.mismatches_vs_finn == 0 and report.top1_mismatches_vs_pytorch == 0
+    assert abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
+    modules = {layer["module"] for layer in json.loads((out / "sim" / "rtl" / "design.json").read_text())["layers"]}
+    assert {"bnn_swg", "bnn_pool", "bnn_mvau", "bnn_label_select"} <= modules
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("wbits", "abits"), ZOO_BITS)
+def test_cnv_rtl(verilator, exported, tmp_path, wbits, abits) -> None:
+    out = _build(exported("cnv", wbits, abits, 3), tmp_path, 400000)
+    report = simulate(SimConfig(build_dir=out))
+    assert report.mismatches_vs_finn == 0 and report.top1_mismatches_vs_pytorch == 0
+    assert abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
+
+
 def test_layer_without_rtl_is_named(verilator, exported, tmp_path) -> None:
-    out = _build(exported("cnv", 1, 1, 2), tmp_path, 400000)
-    with pytest.raises(BnnflowError, match=r"layer 'ConvolutionInputGenerator_rtl_0' .* has no RTL in bnnflow yet"):
+    """A folded graph with a layer bnnflow has no RTL for (padding) is refused by name."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    out = _build(exported("tfc", 1, 1, 4), tmp_path, 1000)
+    path = out / "intermediate" / "estimate.onnx"
+    model = ModelWrapper(str(path))
+    model.graph.node[1].op_type = "FMPadding_hls"
+    model.save(str(path))
+    with pytest.raises(BnnflowError, match=r"layer 'MVAU_hls_0' \(FMPadding_hls\) has no RTL in bnnflow yet"):
         simulate(SimConfig(build_dir=out))
 
 
