@@ -4,13 +4,22 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bnnflow-setup
 
-.PHONY: setup test test-slow lint format bench clean
+.PHONY: setup system-packages test test-slow lint format bench clean
 
 setup: $(STAMP)
+
+# Debian packages: liblz4-dev lets Verilator write FST waveforms (`bnnflow sim --trace`). Best effort: without
+# root or apt, everything but tracing still works.
+system-packages:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  dpkg -s liblz4-dev >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq liblz4-dev >/dev/null) \
+	  || echo "warning: could not install liblz4-dev; FST tracing will be unavailable"; \
+	else echo "note: install liblz4-dev (Debian) for FST waveforms"; fi
 
 # torch 2.13.0 first so that nothing else can pull a CUDA build; finn-plus with --no-deps because it
 # pins brevitas 0.13.0, which conflicts with that torch (pyproject.toml explains the choice).
 $(STAMP): pyproject.toml requirements/finn-plus.txt requirements/tools.txt
+	$(MAKE) system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0 'setuptools>=70,<81'
@@ -38,6 +47,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_accuracy.py
+	$(BIN)/python benchmarks/rtl_mnist.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -139,3 +139,11 @@ def test_missing_verilator_is_a_clear_error(exported, tmp_path, monkeypatch) -> 
 def test_unbuilt_directory(tmp_path) -> None:
     with pytest.raises(BnnflowError, match="holds no folded graph"):
         simulate(SimConfig(build_dir=tmp_path))
+
+
+def test_fst_waveform(verilator, exported, tmp_path) -> None:
+    out = _build(exported("tfc", 1, 1, 4), tmp_path, 1000)
+    report = simulate(SimConfig(build_dir=out, samples=3, trace=True))
+    assert report.mismatches_vs_finn == 0
+    fst = out / "sim" / "trace.fst"
+    assert fst.is_file() and fst.stat().st_size > 1000
