@@ -201,7 +201,8 @@ def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np
 
     build_dir = Path(cfg.build_dir)
     model = load_onnx(folded_model_path(build_dir))
-    sim_dir = ensure_writable_dir(cfg.sim_dir or build_dir / "sim", "simulation directory")
+    # Absolute: the test bench runs in the RTL directory (memory files are named relative to it).
+    sim_dir = ensure_writable_dir(cfg.sim_dir or build_dir / "sim", "simulation directory").resolve()
     if inputs is None:
         golden_path = cfg.golden or _golden_of(build_dir, GOLDEN_FILE)
         golden = load_golden(golden_path)

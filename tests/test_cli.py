@@ -220,3 +220,14 @@ def test_build_malformed_onnx(capsys, tmp_path: Path) -> None:
     bad.write_text("this is not onnx")
     code, _, err = _run(capsys, "build", str(bad), "--out", str(tmp_path / "b"), "--no-verify")
     _assert_one_line_error(code, err, "is not a valid ONNX model")
+
+
+def test_sim_command_with_relative_build_dir(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, "run", "--out", "r", "--epochs", "1")
+    assert code == 0, err
+    code, out, err = _run(capsys, "sim", "r/dataflow", "--samples", "5", "--backpressure")
+    assert code == 0, err
+    assert "rtl        5 frames in Verilator: 0 output elements differ from FINN's execution" in out
+    assert "(with back-pressure)" in out
+    assert json.loads((tmp_path / "r" / "dataflow" / "sim" / "report.json").read_text())["frames"] == 5
