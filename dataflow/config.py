@@ -9,8 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bnnflow.configfile import read_mapping
 from bnnflow.errors import BnnflowError
 
 # Boards FINN knows, with their parts (finn.util.basic.part_map); enough to resolve --board without FINN.
@@ -122,15 +121,7 @@ class BuildConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> BuildConfig:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError as exc:
-            raise BnnflowError(f"build config {path} not found") from exc
-        except yaml.YAMLError as exc:
-            raise BnnflowError(f"build config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-        if not isinstance(raw, dict):
-            raise BnnflowError(f"build config {path} must be a mapping of option: value")
-        return cls().replace(**raw)
+        return cls().replace(**read_mapping(path, "build config"))
 
 
 def _enum(kind: type[StrEnum], value: Any, name: str) -> Any:

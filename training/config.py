@@ -8,8 +8,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bnnflow.configfile import read_mapping
 from bnnflow.errors import BnnflowError
 
 
@@ -98,15 +97,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainConfig:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError as exc:
-            raise BnnflowError(f"training config {path} not found") from exc
-        except yaml.YAMLError as exc:
-            raise BnnflowError(f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-        if not isinstance(raw, dict):
-            raise BnnflowError(f"training config {path} must be a mapping of option: value")
-        return cls().replace(**raw)
+        return cls().replace(**read_mapping(path, "training config"))
 
 
 def _coerce(cfg: TrainConfig) -> TrainConfig:

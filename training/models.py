@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from torch import nn
 
+from bnnflow.configfile import read_mapping
 from bnnflow.errors import BnnflowError
 from bnnflow.training.quant import ActQuant, WeightQuant, input_quant_kwargs
 
@@ -138,14 +138,7 @@ def load_model_config(path: Path, input_shape: tuple[int, int, int], num_classes
     Keys: name, wbits, abits, in_bits (default 1 for MLPs, 8 for CNNs), fc (list of widths),
     conv (list of {channels, kernel, pool}), dropout.
     """
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError as exc:
-        raise BnnflowError(f"model config {path} not found; pass an existing YAML file") from exc
-    except yaml.YAMLError as exc:
-        raise BnnflowError(f"model config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(raw, Mapping):
-        raise BnnflowError(f"model config {path} must be a mapping with keys name, wbits, abits, fc, conv")
+    raw = read_mapping(path, "model config")
     known = {"name", "wbits", "abits", "in_bits", "fc", "conv", "dropout"}
     unknown = sorted(set(raw) - known)
     if unknown:

@@ -119,7 +119,7 @@ def test_user_models_from_config(real_images, tmp_path: Path) -> None:
         ("wbits: 9\nfc: [8]\n", "wbits=9"),
         ("colour: red\n", "unknown keys"),
         ("conv:\n  - {channels: 4, kernel: 9}\n", "too small"),
-        ("- 1\n- 2\n", "must be a mapping"),
+        ("- 1\n- 2\n", "must be a mapping of option: value"),
     ],
 )
 def test_bad_model_configs(text: str, message: str, tmp_path: Path) -> None:
