@@ -16,6 +16,7 @@ from bnnflow.fileio import ensure_writable_dir, write_json, write_text
 from bnnflow.hw.generate import TOP, Design, generate
 from bnnflow.hw.layers import StreamFormat, decode, encode, pack_words, unpack_words
 from bnnflow.render import render
+from bnnflow.sim.cppsim import cppsim_status
 from bnnflow.sim.verilator import build_testbench, find_verilator
 
 
@@ -54,6 +55,7 @@ class SimReport:
     wall_s: float
     backpressure: bool
     outputs: np.ndarray = field(repr=False)
+    cppsim: str = ""
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,7 @@ class SimReport:
             f"FINN's execution{torch_part}",
             f"cycles     II measured {ii} vs FINN estimate {self.expected_ii} ({self.slowest_layer}); "
             f"latency {self.latency_cycles} cycles{' (with back-pressure)' if self.backpressure else ''}",
+            f"cppsim     {self.cppsim}",
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +89,7 @@ class SimReport:
             "latency_cycles": self.latency_cycles,
             "total_cycles": self.total_cycles,
             "backpressure": self.backpressure,
+            "cppsim": self.cppsim,
         }
 
 
@@ -236,6 +240,7 @@ def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np
         wall_s=round(wall, 3),
         backpressure=cfg.backpressure,
         outputs=values,
+        cppsim=cppsim_status(),
     )
     write_json(sim_dir / "report.json", report.to_dict())
     return report

@@ -147,3 +147,14 @@ def test_fst_waveform(verilator, exported, tmp_path) -> None:
     assert report.mismatches_vs_finn == 0
     fst = out / "sim" / "trace.fst"
     assert fst.is_file() and fst.stat().st_size > 1000
+
+
+def test_cppsim_skip_reason(monkeypatch, tmp_path) -> None:
+    from bnnflow.sim import cppsim
+
+    monkeypatch.setenv("FINN_DEPS", str(tmp_path))
+    assert cppsim.cppsim_status().startswith(f"skipped: finn-hlslib not found ({tmp_path / 'finn-hlslib'}")
+    (tmp_path / "finn-hlslib").mkdir()
+    (tmp_path / "finn-hlslib" / "mvau.hpp").write_text("// placeholder\n")
+    assert cppsim.find_hlslib() == tmp_path / "finn-hlslib"
+    assert "does not run FINN's cppsim yet" in cppsim.cppsim_status()
