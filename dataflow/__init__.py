@@ -1,1 +1,1 @@
-"""dataflow stage (see ../shared/DESIGN.md); filled in by the dataflow and RTL issues."""
+"""Dataflow stage: FINN (finn-plus) compilation of QONNX models to folded streaming hardware graphs."""

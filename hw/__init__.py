@@ -1,1 +1,1 @@
-"""hw stage (see ../shared/DESIGN.md); filled in by the dataflow and RTL issues."""
+"""Hardware stage: the SystemVerilog streaming-layer library (rtl/) and RTL generation from folded FINN graphs."""

@@ -1,1 +1,1 @@
-"""sim stage (see ../shared/DESIGN.md); filled in by the dataflow and RTL issues."""
+"""Simulation stage: Verilator builds and test benches, bit-exact comparison and cycle measurement."""
