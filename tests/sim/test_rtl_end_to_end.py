@@ -103,9 +103,10 @@ def test_cnn_rtl_sliding_window_and_pool(verilator, real_images, tmp_path, wbits
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fold", [None, 400000])
 @pytest.mark.parametrize(("wbits", "abits"), ZOO_BITS)
-def test_cnv_rtl(verilator, exported, tmp_path, wbits, abits) -> None:
-    out = _build(exported("cnv", wbits, abits, 3), tmp_path, 400000)
+def test_cnv_rtl(verilator, exported, tmp_path, wbits, abits, fold) -> None:
+    out = _build(exported("cnv", wbits, abits, 3), tmp_path, fold)
     report = simulate(SimConfig(build_dir=out))
     assert report.mismatches_vs_finn == 0 and report.top1_mismatches_vs_pytorch == 0
     assert abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
