@@ -715,3 +715,146 @@ def test_fifo_by_hand() -> None:
     runs = simulate(fifo_layer(8, 1, 3, 2), words, seeds=(1, 2, 3))
     check_all(runs, np.array([[0xA5, 0x00], [0xFF, 0x3C], [0x81, 0x7E]]), "fifo")
     assert all(run.words == words for run in runs)
+
+
+# ------------------------------------------------------------------------------------------------ sliding window
+@dataclass(frozen=True)
+class SwgCase:
+    bits: int
+    c: int
+    simd: int
+    h: int
+    w: int
+    k: tuple[int, int]
+    s: tuple[int, int]
+    d: tuple[int, int]
+    par: int
+    frames: int
+    seed: int
+
+
+@st.composite
+def swg_cases(draw: st.DrawFn) -> SwgCase:
+    c = draw(st.integers(1, 6))
+    par = draw(st.integers(0, 1))
+    simd = c if par else draw(st.sampled_from(divisors(c)))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    h = draw(st.integers(dh * (kh - 1) + 1, 7))
+    w = draw(st.integers(dw * (kw - 1) + 1, 7))
+    s = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    return SwgCase(draw(st.integers(1, 8)), c, simd, h, w, (kh, kw), s, (dh, dw), par, draw(st.integers(2, 3)),
+                   draw(st.integers(0, 2**32 - 1)))  # fmt: skip
+
+
+def swg_reference(x: np.ndarray, case: SwgCase, oh: int, ow: int) -> np.ndarray:
+    """im2col: for every output pixel, the window in (ky, kx, c) order."""
+    (kh, kw), (sh, sw), (dh, dw) = case.k, case.s, case.d
+    out = np.zeros((x.shape[0], oh, ow, kh, kw, case.c), dtype=np.int64)
+    for oy in range(oh):
+        for ox in range(ow):
+            for ky in range(kh):
+                for kx in range(kw):
+                    out[:, oy, ox, ky, kx, :] = x[:, oy * sh + ky * dh, ox * sw + kx * dw, :]
+    return out.reshape(x.shape[0], -1)
+
+
+def check_swg(case: SwgCase) -> None:
+    rng = np.random.default_rng(case.seed)
+    (kh, kw), (sh, sw), (dh, dw) = case.k, case.s, case.d
+    oh, ow = (case.h - dh * (kh - 1) - 1) // sh + 1, (case.w - dw * (kw - 1) - 1) // sw + 1
+    x = rng.integers(0, 1 << case.bits, size=(case.frames, case.h, case.w, case.c))
+    out_elems = case.simd * (kh * kw if case.par else 1)
+    in_words = case.h * case.w * case.c // case.simd
+    out_words = oh * ow * kh * kw * case.c // out_elems
+    params: dict[str, int | str] = {
+        "BITS": case.bits, "SIMD": case.simd, "C": case.c, "H": case.h, "W": case.w, "KH": kh, "KW": kw,
+        "SH": sh, "SW": sw, "DH": dh, "DW": dw, "OH": oh, "OW": ow, "PAR": case.par,
+    }  # fmt: skip
+    layer = LayerRTL(
+        "L0",
+        "bnn_swg",
+        params,
+        StreamFormat(case.bits, case.simd, in_words, False, False),
+        StreamFormat(case.bits, out_elems, out_words, False, False),
+        max(in_words, out_words),
+    )
+    words = pack_words(x.reshape(-1, case.simd), case.bits)
+    check_all(simulate(layer, words, seeds=(case.seed % 1000 + 1,)), swg_reference(x, case, oh, ow), f"{case}")
+
+
+@FAST
+@given(swg_cases())
+def test_swg_matches_im2col(case: SwgCase) -> None:
+    check_swg(case)
+
+
+@pytest.mark.slow
+@EXTENDED
+@given(swg_cases())
+def test_swg_matches_im2col_extended(case: SwgCase) -> None:
+    check_swg(case)
+
+
+# ------------------------------------------------------------------------------------------------ max-pool
+@dataclass(frozen=True)
+class PoolCase:
+    bits: int
+    signed: bool
+    c: int
+    pe: int
+    k2: int
+    pixels: int
+    frames: int
+    seed: int
+
+
+@st.composite
+def pool_cases(draw: st.DrawFn) -> PoolCase:
+    c = draw(st.integers(1, 8))
+    signed = draw(st.booleans())
+    return PoolCase(draw(st.integers(2 if signed else 1, 8)), signed, c, draw(st.sampled_from(divisors(c))),
+                    draw(st.integers(1, 9)), draw(st.integers(1, 4)), draw(st.integers(2, 3)),
+                    draw(st.integers(0, 2**32 - 1)))  # fmt: skip
+
+
+def check_pool(case: PoolCase) -> None:
+    rng = np.random.default_rng(case.seed)
+    lo, hi = (-(1 << (case.bits - 1)), (1 << (case.bits - 1)) - 1) if case.signed else (0, (1 << case.bits) - 1)
+    x = rng.integers(lo, hi + 1, size=(case.frames, case.pixels, case.k2, case.c))
+    expected = x.max(axis=2).reshape(case.frames, -1)
+    in_words = case.pixels * case.k2 * case.c // case.pe
+    params: dict[str, int | str] = {"BITS": case.bits, "SIGNED": int(case.signed), "C": case.c, "PE": case.pe,
+                                    "K2": case.k2}  # fmt: skip
+    layer = LayerRTL(
+        "L0",
+        "bnn_pool",
+        params,
+        StreamFormat(case.bits, case.pe, in_words, case.signed, False),
+        StreamFormat(case.bits, case.pe, case.pixels * case.c // case.pe, case.signed, False),
+        in_words,
+    )
+    codes = x.reshape(-1, case.pe) & ((1 << case.bits) - 1)
+    check_all(simulate(layer, pack_words(codes, case.bits), seeds=(case.seed % 1000 + 1,)), expected, f"{case}")
+
+
+@FAST
+@given(pool_cases())
+def test_pool_matches_max(case: PoolCase) -> None:
+    check_pool(case)
+
+
+@pytest.mark.slow
+@EXTENDED
+@given(pool_cases())
+def test_pool_matches_max_extended(case: PoolCase) -> None:
+    check_pool(case)
+
+
+def test_pool_by_hand() -> None:
+    # C=2, PE=2, K2=2, signed 4-bit: windows [(-1, 3), (2, -8)] -> (2, 3); [(7, -2), (-3, -1)] -> (7, -1).
+    words = ["3f", "82", "e7", "fd"]
+    runs = simulate(LayerRTL("L0", "bnn_pool", {"BITS": 4, "SIGNED": 1, "C": 2, "PE": 2, "K2": 2},
+                             StreamFormat(4, 2, 2, True, False), StreamFormat(4, 2, 1, True, False), 2),
+                    words, seeds=(1, 2))  # fmt: skip
+    check_all(runs, np.array([[2, 3], [7, -1]]), "pool")
