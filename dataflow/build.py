@@ -15,7 +15,7 @@ from typing import Any
 
 from bnnflow.dataflow.config import BuildConfig, BuildTarget
 from bnnflow.dataflow.estimate import estimate, format_table
-from bnnflow.dataflow.fold import extract_folding
+from bnnflow.dataflow.fold import extract_folding, read_folding_file
 from bnnflow.dataflow.steps import STEPS, step_names
 from bnnflow.dataflow.verify import StepCheck, verify_step
 from bnnflow.dataflow.vivado import find_vendor_tools, missing_tools_message, run_vendor_steps
@@ -78,6 +78,8 @@ def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None 
     inter = out / INTERMEDIATE
     inter.mkdir(exist_ok=True)
     run = _step_range(cfg)
+    if cfg.folding_config_file is not None and "fold" in run:
+        read_folding_file(cfg.folding_config_file)  # a missing or malformed file fails before any step runs
     names = step_names()
     if run[0] == names[0]:
         model = load_onnx(Path(model_path))

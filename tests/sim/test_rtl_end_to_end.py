@@ -20,7 +20,15 @@ pytestmark = pytest.mark.verilator
 # None: fully folded (PE = SIMD = 1 in every matrix-vector unit); a number: SetFolding to that cycle budget.
 FOLDINGS = {"tfc": (None, 1000), "sfc": (None, 4000), "lfc": (None, 40000)}
 CASES = [
-    pytest.param(name, w, a, fold, marks=[pytest.mark.slow] if name == "lfc" else [], id=f"{name}-w{w}a{a}-{fold}")
+    pytest.param(
+        name,
+        w,
+        a,
+        fold,
+        # Default run: TFC at every bit width; SFC at w1a1 (the rest, and LFC, run with `make test-slow`).
+        marks=[pytest.mark.slow] if name == "lfc" or (name == "sfc" and (w, a) != (1, 1)) else [],
+        id=f"{name}-w{w}a{a}-{fold}",
+    )
     for name, folds in FOLDINGS.items()
     for (w, a) in ZOO_BITS
     for fold in folds
