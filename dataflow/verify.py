@@ -75,15 +75,11 @@ def execute_graph(model: Any, inputs: np.ndarray) -> np.ndarray:
     """Outputs of a FINN/QONNX graph (python execution of every node), one row per input."""
     from finn.core.onnx_exec import execute_onnx
 
+    from bnnflow.training.export import execute
+
     with tempfile.TemporaryDirectory(prefix="bnnflow-verify-") as tmp:
         runnable = _generic_layers(_runnable(_generic_layers(model), Path(tmp)))
-        iname, oname = runnable.graph.input[0].name, runnable.graph.output[0].name
-        shape = runnable.get_tensor_shape(iname)
-        rows = []
-        for x in inputs:
-            result = execute_onnx(runnable, {iname: x.reshape(shape).astype(np.float32)})
-            rows.append(np.asarray(result[oname]).reshape(-1))
-    return np.stack(rows)
+        return execute(runnable, inputs, execute_onnx)
 
 
 def verify_step(step: str, model: Any, golden: dict[str, np.ndarray], samples: int) -> StepCheck:

@@ -127,9 +127,13 @@ def load_onnx(path: Path) -> Any:
         raise BnnflowError(f"{path} is not a valid ONNX model ({type(exc).__name__}); export it again") from exc
 
 
-def execute(model: Any, inputs: np.ndarray) -> np.ndarray:
-    """Run a (Q)ONNX graph of batch size 1 on every row of `inputs` with qonnx' node-by-node executor."""
-    from qonnx.core.onnx_exec import execute_onnx
+def execute(model: Any, inputs: np.ndarray, execute_onnx: Any = None) -> np.ndarray:
+    """Run a (Q)ONNX graph of batch size 1 on every row of `inputs`, node by node (qonnx' executor unless
+    another, such as FINN's, is given)."""
+    if execute_onnx is None:
+        from qonnx.core import onnx_exec
+
+        execute_onnx = onnx_exec.execute_onnx
 
     iname, oname = model.graph.input[0].name, model.graph.output[0].name
     shape = model.get_tensor_shape(iname)
