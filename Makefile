@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml requirements/finn-plus.txt requirements/tools.txt
 	$(BIN)/pip install --quiet -r requirements/finn-plus.txt
 	$(BIN)/pip install --quiet --no-deps finn-plus==1.6.1
 	$(BIN)/pip install --quiet -r requirements/tools.txt
+	# Only the open ap_types headers inside hls4ml are used (FINN cppsim with g++); its own deps are not needed.
+	$(BIN)/pip install --quiet --no-deps hls4ml==1.3.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/bnnflow --version
 	touch $(STAMP)

@@ -156,15 +156,33 @@ def build(model: Path, config_file: Path | None, **flags: Any) -> None:
 @click.option("--backpressure", is_flag=True, help="Random input gaps and output stalls.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the back-pressure pattern.")
 @click.option("--trace", is_flag=True, help="Write an FST waveform to BUILD_DIR/sim/trace.fst.")
-def sim(build_dir: Path, golden: Path | None, samples: int | None, backpressure: bool, seed: int, trace: bool) -> None:
+@click.option(
+    "--cppsim/--no-cppsim",
+    default=True,
+    show_default=True,
+    help="Also run FINN's C++ simulation of the HLS layers (needs finn-hlslib in $FINN_DEPS).",
+)
+@click.option("--cppsim-samples", type=int, default=4, show_default=True, help="Frames to run in cppsim.")
+def sim(
+    build_dir: Path,
+    golden: Path | None,
+    samples: int | None,
+    backpressure: bool,
+    seed: int,
+    trace: bool,
+    cppsim: bool,
+    cppsim_samples: int,
+) -> None:
     """Generate the accelerator's RTL and simulate it in Verilator against the golden outputs."""
     from bnnflow.sim.harness import SimConfig, simulate
 
-    report = simulate(SimConfig(build_dir, golden, samples, backpressure, seed, trace))
+    cfg = SimConfig(build_dir, golden, samples, backpressure, seed, trace, cppsim=cppsim, cppsim_samples=cppsim_samples)
+    report = simulate(cfg)
     for line in report.lines():
         click.echo(line)
     if not report.ok:
-        raise BnnflowError(f"RTL disagrees with the reference; see {build_dir / 'sim' / 'report.json'}")
+        what = "RTL" if not report.cppsim.mismatches else "FINN's cppsim"
+        raise BnnflowError(f"{what} disagrees with the reference; see {build_dir / 'sim' / 'report.json'}")
 
 
 @cli.command()

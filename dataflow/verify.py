@@ -54,7 +54,7 @@ def _runnable(model: Any, tmp: Path) -> Any:
     return parent
 
 
-def _generic_layers(model: Any) -> Any:
+def generic_layers(model: Any) -> Any:
     """A copy whose specialized (_hls/_rtl) layers are replaced by their generic HW layer.
 
     Specialization picks an implementation, not a function: the generic layer, with the same weights,
@@ -78,7 +78,7 @@ def execute_graph(model: Any, inputs: np.ndarray) -> np.ndarray:
     from bnnflow.training.export import execute
 
     with tempfile.TemporaryDirectory(prefix="bnnflow-verify-") as tmp:
-        runnable = _generic_layers(_runnable(_generic_layers(model), Path(tmp)))
+        runnable = generic_layers(_runnable(generic_layers(model), Path(tmp)))
         return execute(runnable, inputs, execute_onnx)
 
 

@@ -16,7 +16,7 @@ from bnnflow.fileio import ensure_writable_dir, write_json, write_text
 from bnnflow.hw.generate import TOP, Design, generate
 from bnnflow.hw.layers import StreamFormat, decode, encode, pack_words, unpack_words
 from bnnflow.render import render
-from bnnflow.sim.cppsim import cppsim_status
+from bnnflow.sim.cppsim import CppsimReport, run_cppsim
 from bnnflow.sim.verilator import build_testbench, find_verilator
 
 
@@ -40,6 +40,10 @@ class SimConfig:
     """Depth of the FIFO after every layer."""
     sim_dir: Path | None = None
     """Where the RTL, the Verilator build and report.json go; default BUILD_DIR/sim."""
+    cppsim: bool = True
+    """Also run FINN's C++ simulation of the HLS layers, where finn-hlslib is present (else say why not)."""
+    cppsim_samples: int = 4
+    """Frames each HLS layer runs in cppsim (each frame is one run of each layer's program)."""
 
 
 @dataclass
@@ -55,11 +59,11 @@ class SimReport:
     wall_s: float
     backpressure: bool
     outputs: np.ndarray = field(repr=False)
-    cppsim: str = ""
+    cppsim: CppsimReport = field(default_factory=lambda: CppsimReport(ran=False, reason="skipped: not asked for"))
 
     @property
     def ok(self) -> bool:
-        return self.mismatches_vs_finn == 0 and not self.top1_mismatches_vs_pytorch
+        return self.mismatches_vs_finn == 0 and not self.top1_mismatches_vs_pytorch and self.cppsim.ok
 
     def lines(self) -> list[str]:
         torch_part = (
@@ -73,7 +77,7 @@ class SimReport:
             f"FINN's execution{torch_part}",
             f"cycles     II measured {ii} vs FINN estimate {self.expected_ii} ({self.slowest_layer}); "
             f"latency {self.latency_cycles} cycles{' (with back-pressure)' if self.backpressure else ''}",
-            f"cppsim     {self.cppsim}",
+            f"cppsim     {self.cppsim.line()}",
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,7 +93,7 @@ class SimReport:
             "latency_cycles": self.latency_cycles,
             "total_cycles": self.total_cycles,
             "backpressure": self.backpressure,
-            "cppsim": self.cppsim,
+            "cppsim": self.cppsim.to_dict(),
         }
 
 
@@ -240,10 +244,16 @@ def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np
         wall_s=round(wall, 3),
         backpressure=cfg.backpressure,
         outputs=values,
-        cppsim=cppsim_status(),
+        cppsim=_cppsim(cfg, model, inputs, sim_dir),
     )
     write_json(sim_dir / "report.json", report.to_dict())
     return report
+
+
+def _cppsim(cfg: SimConfig, model: Any, inputs: np.ndarray, sim_dir: Path) -> CppsimReport:
+    if not cfg.cppsim:
+        return CppsimReport(ran=False, reason="skipped: turned off (--no-cppsim)")
+    return run_cppsim(model, inputs[: cfg.cppsim_samples], sim_dir / "cppsim")
 
 
 def _golden_of(build_dir: Path, name: str) -> Path:

@@ -14,6 +14,7 @@ from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
 from bnnflow.sim.harness import SimConfig, simulate
 from bnnflow.training.models import ZOO_BITS
+from tests.sim.conftest import tiny_cnn
 
 pytestmark = pytest.mark.verilator
 
@@ -78,32 +79,10 @@ def test_generated_rtl_is_deterministic(verilator, exported, tmp_path) -> None:
         assert a == (tmp_path / "b" / "sim" / "rtl" / name).read_bytes(), name
 
 
-def _tiny_cnn(tmp_path: Path, real_images, wbits: int, abits: int) -> Path:
-    """A user CNN (conv-pool-conv-fc) on 16x16 digit images: the CNN layers at a size CI can afford."""
-    import torch
-
-    from bnnflow.training.data import Dataset
-    from bnnflow.training.export import export
-    from bnnflow.training.models import build_model, load_model_config, randomize_batchnorm
-
-    cfg = tmp_path / "cnn.yaml"
-    cfg.write_text(
-        f"name: tinycnn\nwbits: {wbits}\nabits: {abits}\n"
-        "conv:\n  - {channels: 8, kernel: 3, pool: true}\n  - {channels: 8, kernel: 3}\nfc: [16]\n"
-    )
-    torch.manual_seed(3)
-    model = build_model(load_model_config(cfg, (1, 16, 16)))
-    randomize_batchnorm(model, seed=3)
-    images = real_images(8, (1, 16, 16))
-    labels = np.zeros(8, dtype=np.int64)
-    export(model.eval(), Dataset("real", images, labels, images, labels), tmp_path / "model", golden_samples=8)
-    return tmp_path / "model"
-
-
 @pytest.mark.parametrize("fold", [None, 300])
 @pytest.mark.parametrize(("wbits", "abits"), ZOO_BITS)
 def test_cnn_rtl_sliding_window_and_pool(verilator, real_images, tmp_path, wbits, abits, fold) -> None:
-    out = _build(_tiny_cnn(tmp_path, real_images, wbits, abits), tmp_path / "b", fold)
+    out = _build(tiny_cnn(tmp_path, real_images, wbits, abits), tmp_path / "b", fold)
     report = simulate(SimConfig(build_dir=out))
     assert report.mismatches_vs_finn == 0 and report.top1_mismatches_vs_pytorch == 0
     assert abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
@@ -157,14 +136,3 @@ def test_fst_waveform(verilator, exported, tmp_path) -> None:
     assert report.mismatches_vs_finn == 0
     fst = out / "sim" / "trace.fst"
     assert fst.is_file() and fst.stat().st_size > 1000
-
-
-def test_cppsim_skip_reason(monkeypatch, tmp_path) -> None:
-    from bnnflow.sim import cppsim
-
-    monkeypatch.setenv("FINN_DEPS", str(tmp_path))
-    assert cppsim.cppsim_status().startswith(f"skipped: finn-hlslib not found ({tmp_path / 'finn-hlslib'}")
-    (tmp_path / "finn-hlslib").mkdir()
-    (tmp_path / "finn-hlslib" / "mvau.hpp").write_text("// placeholder\n")
-    assert cppsim.find_hlslib() == tmp_path / "finn-hlslib"
-    assert "does not run FINN's cppsim yet" in cppsim.cppsim_status()
