@@ -255,5 +255,8 @@ def run_cppsim(
             got = np.asarray(node_ctx[node.output[0]]).reshape(want.shape)
             counts[node.name][0] += want.size
             counts[node.name][1] += int(np.count_nonzero(got != want))
-    layers = [LayerResult(node.name, node.op_type, *counts[node.name], times[node.name]) for node in hls_nodes(spec)]
+    layers = [
+        LayerResult(node.name, node.op_type, counts[node.name][0], counts[node.name][1], times[node.name])
+        for node in hls_nodes(spec)
+    ]
     return CppsimReport(ran=True, frames=len(inputs), layers=layers)
