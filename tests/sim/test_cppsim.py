@@ -5,6 +5,7 @@ broken finn-hlslib, and, where finn-hlslib is present, every HLS layer's output 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -132,7 +133,10 @@ def test_open_headers_compile_and_run_hls_style_code(tmp_path) -> None:
     ap_types = cppsim.find_ap_types()
     if ap_types is None:
         pytest.skip("hls4ml's ap_types headers are not installed (`make setup` installs them)")
-    tools = cppsim.CppTools(hlslib=tmp_path, ap_types=ap_types, compiler="g++")
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no g++ on PATH (Debian: apt-get install g++)")
+    tools = cppsim.CppTools(hlslib=tmp_path, ap_types=ap_types, compiler=compiler)
     src = tmp_path / "prog.cpp"
     src.write_text(TOOLCHAIN_PROGRAM)
     exe = tmp_path / "prog"
@@ -144,8 +148,8 @@ def test_open_headers_compile_and_run_hls_style_code(tmp_path) -> None:
 
 
 def test_incompatible_hlslib_is_one_line_error(exported, monkeypatch, tmp_path) -> None:
-    if cppsim.find_ap_types() is None:
-        pytest.skip("hls4ml's ap_types headers are not installed (`make setup` installs them)")
+    if cppsim.find_ap_types() is None or shutil.which("g++") is None:
+        pytest.skip("needs hls4ml's ap_types headers (`make setup`) and g++")
     monkeypatch.setenv("FINN_DEPS", str(tmp_path / "deps"))
     lib = _hlslib_dir(tmp_path / "deps", '#error "this finn-hlslib is too old"\n')
     (lib / "flatten.hpp").write_text('#error "this finn-hlslib is too old"\n')
