@@ -112,8 +112,9 @@ def run(out_dir: Path, epochs: int, seed: int, progress: bool) -> None:
     click.echo(summary.estimate_table(), nl=False)
     for line in summary.sim_lines():
         click.echo(line)
-    if not summary.sim.ok:
-        raise BnnflowError(f"the RTL disagrees with PyTorch; see {summary.build.output_dir / 'sim' / 'report.json'}")
+    failure = summary.sim.failure()
+    if failure:
+        raise BnnflowError(failure)
 
 
 @cli.command()
@@ -180,9 +181,9 @@ def sim(
     report = simulate(cfg)
     for line in report.lines():
         click.echo(line)
-    if not report.ok:
-        what = "RTL" if not report.cppsim.mismatches else "FINN's cppsim"
-        raise BnnflowError(f"{what} disagrees with the reference; see {build_dir / 'sim' / 'report.json'}")
+    failure = report.failure()
+    if failure:
+        raise BnnflowError(failure)
 
 
 @cli.command()

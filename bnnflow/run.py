@@ -41,7 +41,7 @@ class RunSummary:
         ]
 
     def sim_lines(self) -> list[str]:
-        verdict = "PyTorch and the RTL agree" if self.sim.ok else "PyTorch and the RTL DISAGREE"
+        verdict = "PyTorch and the RTL agree" if self.sim.rtl_ok else "PyTorch and the RTL DISAGREE"
         return [f"verdict    {verdict}", *self.sim.lines()]
 
     def estimate_table(self) -> str:

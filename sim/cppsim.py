@@ -138,6 +138,7 @@ class CppsimReport:
     reason: str = ""  # why it did not run
     frames: int = 0
     layers: list[LayerResult] = field(default_factory=list)
+    error: str = ""  # why it failed (a layer's program did not compile or run)
 
     @property
     def mismatches(self) -> int:
@@ -145,9 +146,11 @@ class CppsimReport:
 
     @property
     def ok(self) -> bool:
-        return not self.ran or self.mismatches == 0
+        return not self.error and (not self.ran or self.mismatches == 0)
 
     def line(self) -> str:
+        if self.error:
+            return f"FAILED: {self.error}"
         if not self.ran:
             return self.reason
         if not self.layers:
@@ -161,6 +164,7 @@ class CppsimReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ran": self.ran,
+            "error": self.error or None,
             "summary": self.line(),
             "frames": self.frames,
             "mismatches": self.mismatches,

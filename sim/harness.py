@@ -60,10 +60,26 @@ class SimReport:
     backpressure: bool
     outputs: np.ndarray = field(repr=False)
     cppsim: CppsimReport = field(default_factory=lambda: CppsimReport(ran=False, reason="skipped: not asked for"))
+    sim_dir: Path | None = None
+
+    @property
+    def rtl_ok(self) -> bool:
+        return self.mismatches_vs_finn == 0 and not self.top1_mismatches_vs_pytorch
 
     @property
     def ok(self) -> bool:
-        return self.mismatches_vs_finn == 0 and not self.top1_mismatches_vs_pytorch and self.cppsim.ok
+        return self.rtl_ok and self.cppsim.ok
+
+    def failure(self) -> str | None:
+        """One line on what went wrong, or None."""
+        report = self.sim_dir / "report.json" if self.sim_dir else "report.json"
+        if not self.rtl_ok:
+            return f"the RTL disagrees with the reference; see {report}"
+        if self.cppsim.error:
+            return self.cppsim.error
+        if not self.cppsim.ok:
+            return f"FINN's cppsim disagrees with FINN's python execution; see {report}"
+        return None
 
     def lines(self) -> list[str]:
         torch_part = (
@@ -245,6 +261,7 @@ def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np
         backpressure=cfg.backpressure,
         outputs=values,
         cppsim=_cppsim(cfg, model, inputs, sim_dir),
+        sim_dir=sim_dir,
     )
     write_json(sim_dir / "report.json", report.to_dict())
     return report
@@ -253,7 +270,10 @@ def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np
 def _cppsim(cfg: SimConfig, model: Any, inputs: np.ndarray, sim_dir: Path) -> CppsimReport:
     if not cfg.cppsim:
         return CppsimReport(ran=False, reason="skipped: turned off (--no-cppsim)")
-    return run_cppsim(model, inputs[: cfg.cppsim_samples], sim_dir / "cppsim")
+    try:
+        return run_cppsim(model, inputs[: cfg.cppsim_samples], sim_dir / "cppsim")
+    except BnnflowError as exc:  # keep the RTL result; the caller reports the failure
+        return CppsimReport(ran=False, error=str(exc))
 
 
 def _golden_of(build_dir: Path, name: str) -> Path:

@@ -161,6 +161,29 @@ def test_incompatible_hlslib_is_one_line_error(exported, monkeypatch, tmp_path) 
     assert "\n" not in str(e.value) and "--no-cppsim" in str(e.value)
 
 
+def test_sim_command_keeps_the_rtl_result_when_cppsim_fails(verilator, exported, monkeypatch, capsys, tmp_path):
+    """`bnnflow sim` prints the RTL comparison, then the cppsim failure as one line on stderr, exit 2."""
+    from bnnflow.cli import main
+
+    if cppsim.find_ap_types() is None or shutil.which("g++") is None:
+        pytest.skip("needs hls4ml's ap_types headers (`make setup`) and g++")
+    monkeypatch.setenv("FINN_DEPS", str(tmp_path / "deps"))
+    lib = _hlslib_dir(tmp_path / "deps", '#error "this finn-hlslib is too old"\n')
+    (lib / "flatten.hpp").write_text('#error "this finn-hlslib is too old"\n')
+    _folded(exported("tfc", 1, 1, 4), tmp_path / "b", 1000)
+    code = main(["sim", str(tmp_path / "b"), "--samples", "3", "--cppsim-samples", "1"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "rtl        3 frames in Verilator: 0 output elements differ" in out
+    assert "cppsim     FAILED: cppsim: g++ could not compile FINN's code for MVAU_hls_0" in out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("bnnflow: error: cppsim: g++ could not compile"), err
+    saved = json.loads((tmp_path / "b" / "sim" / "report.json").read_text())
+    assert saved["mismatches_vs_finn"] == 0 and "too old" in saved["cppsim"]["error"]
+    monkeypatch.delenv("FINN_DEPS")
+    assert main(["sim", str(tmp_path / "b"), "--samples", "3", "--no-cppsim"]) == 0
+
+
 needs_hlslib = pytest.mark.skipif(
     cppsim.find_hlslib() is None,
     reason="finn-hlslib not found in $FINN_DEPS or FINN's finn_deps (no package registry ships it)",
