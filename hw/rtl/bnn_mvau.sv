@@ -103,23 +103,51 @@ module bnn_mvau #(
     return ACCBITS'({1'b0, code});
   endfunction
 
+  // Balanced adder trees (log2 depth): a linear chain of SIMD additions is a long critical path, and its
+  // depth overflows the call stack of Yosys' LUT mapping (abc9) in the WebAssembly build.
+  function automatic logic signed [ACCBITS-1:0] tree_sum(input logic signed [ACCBITS-1:0] v[SIMD]);
+    logic signed [ACCBITS-1:0] node[SIMD];
+    int n;
+    node = v;
+    n = SIMD;
+    while (n > 1) begin
+      for (int i = 0; i < n / 2; i++) node[i] = node[2*i] + node[2*i+1];
+      if (n % 2 == 1) node[n/2] = node[n-1];
+      n = (n + 1) / 2;
+    end
+    return node[0];
+  endfunction
+
+  function automatic logic [ACCBITS-1:0] count_ge(input logic signed [ACCBITS-1:0] x,
+                                                  input logic [TW*ACCBITS-1:0] thr);
+    logic [ACCBITS-1:0] node[TW];
+    int n;
+    for (int t = 0; t < TW; t++) node[t] = ACCBITS'(x >= $signed(thr[t*ACCBITS+:ACCBITS]));
+    n = TW;
+    while (n > 1) begin
+      for (int i = 0; i < n / 2; i++) node[i] = node[2*i] + node[2*i+1];
+      if (n % 2 == 1) node[n/2] = node[n-1];
+      n = (n + 1) / 2;
+    end
+    return node[0];
+  endfunction
+
   // Stage 2: accumulate; on the last column fold, threshold into the output register.
   logic signed [ACCBITS-1:0] acc[PE];
   logic signed [ACCBITS-1:0] sum[PE];
 
   always_comb begin
     for (int p = 0; p < PE; p++) begin
-      logic signed [ACCBITS-1:0] s_acc;
-      s_acc = first1 ? '0 : acc[p];
+      logic signed [ACCBITS-1:0] term[SIMD];
       for (int s = 0; s < SIMD; s++) begin
         logic [IBITS-1:0] xc;
         logic [WBITS-1:0] wc;
         xc = x1[s*IBITS+:IBITS];
         wc = w1[(p*SIMD+s)*WBITS+:WBITS];
-        if (XNOR) s_acc = s_acc + ((xc[0] == wc[0]) ? ACCBITS'(1) : '0);
-        else s_acc = s_acc + decode_x(xc) * decode_w(wc);
+        if (XNOR) term[s] = (xc[0] == wc[0]) ? ACCBITS'(1) : '0;
+        else term[s] = decode_x(xc) * decode_w(wc);
       end
-      sum[p] = s_acc;
+      sum[p] = (first1 ? '0 : acc[p]) + tree_sum(term);
     end
   end
 
@@ -136,11 +164,7 @@ module bnn_mvau #(
             if (NTHRES == 0) begin
               out_data[p*OBITS+:OBITS] <= OBITS'(sum[p]);
             end else begin
-              logic signed [ACCBITS-1:0] level;
-              level = ACCBITS'(ACTVAL);
-              for (int t = 0; t < TW; t++)
-                if (sum[p] >= $signed(t1[(p*TW+t)*ACCBITS+:ACCBITS])) level = level + 1'b1;
-              out_data[p*OBITS+:OBITS] <= OBITS'(level);
+              out_data[p*OBITS+:OBITS] <= OBITS'(ACCBITS'(ACTVAL) + count_ge(sum[p], t1[p*TW*ACCBITS+:TW*ACCBITS]));
             end
           end
         end

