@@ -187,6 +187,18 @@ def sim(
 
 
 @cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--family", default="xc7", show_default=True, help="Xilinx family for Yosys' synth_xilinx.")
+def synth(build_dir: Path, family: str) -> None:
+    """Synthesize the accelerator's RTL with Yosys (open tools): LUTs, flip-flops, block RAM vs FINN's estimate."""
+    from bnnflow.hw.synth import report_lines, synthesize_build
+
+    for line in report_lines(synthesize_build(build_dir, family)):
+        click.echo(line)
+    click.echo(f"report     {build_dir / 'synth' / 'report.json'}")
+
+
+@cli.command()
 def steps() -> None:
     """List the dataflow build steps in order."""
     from bnnflow.dataflow.steps import STEPS

@@ -45,6 +45,15 @@ def library_files() -> list[Path]:
     return [root / name for name in LIBRARY]
 
 
+def folded_model_path(build_dir: Path) -> Path:
+    """The folded graph of a `bnnflow build` directory."""
+    for step in ("estimate", "fold"):
+        path = Path(build_dir) / "intermediate" / f"{step}.onnx"
+        if path.is_file():
+            return path
+    raise BnnflowError(f"{build_dir} holds no folded graph (intermediate/fold.onnx); run `bnnflow build` first")
+
+
 def dataflow_layers(model: Any) -> list[Any]:
     nodes = list(model.graph.node)
     if not nodes or any(not n.domain.startswith("finn.custom_op.fpgadataflow") for n in nodes):

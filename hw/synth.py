@@ -89,3 +89,36 @@ def synthesize(design: Design, work_dir: Path, family: str = "xc7", top: str = T
         raise BnnflowError(f"Yosys could not synthesize {top}: {first.strip()} (log: {work / 'yosys.log'})")
     stat = json.loads((work / "stat.json").read_text())
     return utilization(stat["design"]["num_cells_by_type"], family, wall)
+
+
+def synthesize_build(build_dir: Path, family: str = "xc7") -> dict[str, Any]:
+    """Generate the RTL of a `bnnflow build` directory and synthesize it in BUILD_DIR/synth; report.json there
+    holds Yosys' counts beside FINN's estimates for the same graph."""
+    from bnnflow.fileio import ensure_writable_dir, write_json
+    from bnnflow.hw.generate import folded_model_path, generate
+    from bnnflow.training.export import load_onnx
+
+    build_dir = Path(build_dir)
+    source = folded_model_path(build_dir)
+    out = ensure_writable_dir(build_dir / "synth", "synthesis directory").resolve()
+    design = generate(load_onnx(source), out / "rtl", source=source.name)
+    util = synthesize(design, out / "yosys", family)
+    estimates_file = build_dir / "estimates.json"
+    finn = json.loads(estimates_file.read_text()).get("total") if estimates_file.is_file() else None
+    report = {"yosys": util.to_dict(), "finn_estimate": finn, "top": TOP}
+    write_json(out / "report.json", report)
+    return report
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    util, finn = report["yosys"], report["finn_estimate"] or {}
+    est = (
+        f" (FINN estimate: {finn.get('LUT', '?')} LUTs, {finn.get('BRAM_18K', '?')} BRAM18, {finn.get('DSP', '?')} DSP)"
+        if finn
+        else ""
+    )
+    return [
+        f"yosys      synth_xilinx -family {util['family']} in {util['wall_s']} s: {util['luts']} LUTs, "
+        f"{util['ffs']} FFs, {util['carry4']} CARRY4, {util['lutram_cells']} LUT-RAM cells, {util['bram18']} BRAM18, "
+        f"{util['cells'].get('DSP48E1', 0)} DSP48E1{est}",
+    ]

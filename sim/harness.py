@@ -13,7 +13,7 @@ import numpy as np
 
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir, write_json, write_text
-from bnnflow.hw.generate import TOP, Design, generate
+from bnnflow.hw.generate import TOP, Design, folded_model_path, generate
 from bnnflow.hw.layers import StreamFormat, decode, encode, pack_words, unpack_words
 from bnnflow.render import render
 from bnnflow.sim.cppsim import CppsimReport, run_cppsim
@@ -111,14 +111,6 @@ class SimReport:
             "backpressure": self.backpressure,
             "cppsim": self.cppsim.to_dict(),
         }
-
-
-def folded_model_path(build_dir: Path) -> Path:
-    for step in ("estimate", "fold"):
-        path = Path(build_dir) / "intermediate" / f"{step}.onnx"
-        if path.is_file():
-            return path
-    raise BnnflowError(f"{build_dir} holds no folded graph (intermediate/fold.onnx); run `bnnflow build` first")
 
 
 def partition_inputs(model: Any, inputs: np.ndarray) -> np.ndarray:

@@ -11,9 +11,8 @@ import pytest
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
-from bnnflow.hw.generate import LIBRARY, generate
+from bnnflow.hw.generate import LIBRARY, folded_model_path, generate
 from bnnflow.hw.synth import find_yosys, synthesize
-from bnnflow.sim.harness import folded_model_path
 from bnnflow.training.export import load_onnx
 from tests.dataflow.conftest import exported  # noqa: F401
 from tests.sim.conftest import tiny_cnn
@@ -27,12 +26,15 @@ def yosys() -> Path:
         pytest.skip(f"Yosys unavailable: {exc}")
 
 
-def _design(src: Path, out: Path, cycles: int):
+def _build(src: Path, out: Path, cycles: int) -> Path:
     build(src / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=cycles, verify=False))
-    return generate(load_onnx(folded_model_path(out)), out / "rtl", source="estimate.onnx")
+    return out
 
 
-def test_generated_accelerators_synthesize_with_yosys(yosys, exported, real_images, tmp_path) -> None:  # noqa: F811
+def test_generated_accelerators_synthesize_with_yosys(yosys, exported, real_images, capsys, tmp_path) -> None:  # noqa: F811
+    """`bnnflow synth` on a TFC and a user CNN: every layer module is read by read_slang and synthesized."""
+    from bnnflow.cli import main
+
     (tmp_path / "cnn").mkdir()
     cases = {
         "tfc-w1a1": (exported("tfc", 1, 1, 4), 1000),
@@ -40,23 +42,27 @@ def test_generated_accelerators_synthesize_with_yosys(yosys, exported, real_imag
     }
     modules: set[str] = set()
     for name, (src, cycles) in cases.items():
-        design = _design(src, tmp_path / name, cycles)
-        modules |= {layer["module"] for layer in json.loads((design.rtl_dir / "design.json").read_text())["layers"]}
-        top = (design.rtl_dir / "bnn_top.sv").read_text()
-        modules |= {name for name in ("bnn_fifo",) if f"{name} #(" in top}
-        util = synthesize(design, tmp_path / name / "synth")
-        assert util.luts > 0 and util.ffs > 0, (name, util.cells)
+        out = _build(src, tmp_path / name, cycles)
+        assert main(["synth", str(out)]) == 0
+        printed = capsys.readouterr().out
+        report = json.loads((out / "synth" / "report.json").read_text())
+        util = report["yosys"]
+        assert util["luts"] > 0 and util["ffs"] > 0, (name, util["cells"])
         # The weights are in initialised memories that Yosys maps to block or LUT RAM, not away.
-        assert util.bram18 + util.lutram_cells > 0, (name, util.cells)
-        log = (tmp_path / name / "synth" / "yosys.log").read_text()
-        assert "ERROR" not in log
+        assert util["bram18"] + util["lutram_cells"] > 0, (name, util["cells"])
+        assert f"{util['luts']} LUTs" in printed and f"FINN estimate: {report['finn_estimate']['LUT']} LUTs" in printed
+        assert "ERROR" not in (out / "synth" / "yosys" / "yosys.log").read_text()
+        rtl = out / "synth" / "rtl"
+        modules |= {layer["module"] for layer in json.loads((rtl / "design.json").read_text())["layers"]}
+        modules |= {"bnn_fifo"} if "bnn_fifo #(" in (rtl / "bnn_top.sv").read_text() else set()
     assert modules == {name.removesuffix(".sv") for name in LIBRARY}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "wbits", "abits", "cycles"), [("tfc", 2, 2, 1000), ("sfc", 1, 2, 4000)])
 def test_zoo_mlps_synthesize(yosys, exported, tmp_path, name, wbits, abits, cycles) -> None:  # noqa: F811
-    util = synthesize(_design(exported(name, wbits, abits, 4), tmp_path, cycles), tmp_path / "synth")
+    out = _build(exported(name, wbits, abits, 4), tmp_path, cycles)
+    util = synthesize(generate(load_onnx(folded_model_path(out)), out / "rtl"), out / "yosys")
     assert util.luts > 0 and util.ffs > 0 and util.bram18 + util.lutram_cells > 0, util.cells
 
 
@@ -70,3 +76,11 @@ def test_synthesis_error_is_one_line(yosys, tmp_path) -> None:
     with pytest.raises(BnnflowError, match=r"Yosys could not synthesize bnn_top: .*c") as e:
         synthesize(design, tmp_path / "synth")
     assert "\n" not in str(e.value)
+
+
+def test_synth_command_on_unbuilt_directory(capsys, tmp_path) -> None:
+    from bnnflow.cli import main
+
+    assert main(["synth", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("bnnflow: error: ") and "run `bnnflow build` first" in err
