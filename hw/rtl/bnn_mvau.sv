@@ -52,6 +52,7 @@ module bnn_mvau #(
 
   logic [SFW-1:0] sf;
   logic [NFW-1:0] nf;
+  logic [WAW-1:0] waddr;  // nf*SF+sf, kept as a counter (no multiplier)
   logic advance;
   logic take;  // stage 0 issues one (nf, sf) step this cycle
   logic [SIMD*IBITS-1:0] x0;
@@ -71,13 +72,15 @@ module bnn_mvau #(
     if (!rst_n) begin
       sf <= '0;
       nf <= '0;
+      waddr <= '0;
       v1 <= 1'b0;
     end else if (advance) begin
       v1 <= take;
       if (take) begin
         if (nf == '0) ibuf[sf] <= in_data;
         x1 <= x0;
-        w1 <= wmem[WAW'(nf*SF+sf)];
+        w1 <= wmem[waddr];
+        waddr <= (waddr == WAW'(WDEPTH - 1)) ? '0 : waddr + 1'b1;
         t1 <= tmem[nf];
         first1 <= (sf == '0);
         last1 <= (sf == SFW'(SF - 1));
@@ -97,10 +100,16 @@ module bnn_mvau #(
     return ACCBITS'({1'b0, code});
   endfunction
 
-  function automatic logic signed [ACCBITS-1:0] decode_w(input logic [WBITS-1:0] code);
-    if (W_BIPOLAR) return code[0] ? ACCBITS'(1) : -ACCBITS'(1);
-    if (W_SIGNED) return ACCBITS'($signed(code));
-    return ACCBITS'({1'b0, code});
+  // x * w for a WBITS-bit weight code, as shifted partial products: the operands are a few bits wide, so LUTs
+  // (as FINN's resType "lut"), not DSP slices, should compute them.
+  function automatic logic signed [ACCBITS-1:0] times_w(input logic signed [ACCBITS-1:0] x,
+                                                        input logic [WBITS-1:0] code);
+    logic signed [ACCBITS-1:0] r;
+    if (W_BIPOLAR) return code[0] ? x : -x;
+    r = '0;
+    for (int b = 0; b < WBITS; b++)
+      if (code[b]) r = (W_SIGNED && b == WBITS - 1) ? r - (x <<< b) : r + (x <<< b);
+    return r;
   endfunction
 
   // Balanced adder trees (log2 depth): a linear chain of SIMD additions is a long critical path, and its
@@ -145,7 +154,7 @@ module bnn_mvau #(
         xc = x1[s*IBITS+:IBITS];
         wc = w1[(p*SIMD+s)*WBITS+:WBITS];
         if (XNOR) term[s] = (xc[0] == wc[0]) ? ACCBITS'(1) : '0;
-        else term[s] = decode_x(xc) * decode_w(wc);
+        else term[s] = times_w(decode_x(xc), wc);
       end
       sum[p] = (first1 ? '0 : acc[p]) + tree_sum(term);
     end
