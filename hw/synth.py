@@ -85,7 +85,10 @@ def synthesize(design: Design, work_dir: Path, family: str = "xc7", top: str = T
     wall = time.perf_counter() - began
     (work / "yosys.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0 or not (work / "stat.json").is_file():
-        first = next((ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR" in ln), "no error message")
+        lines = (proc.stdout + proc.stderr).splitlines()
+        first = next((ln for ln in lines if "ERROR" in ln), None) or next(
+            (f"Yosys crashed ({ln.strip()}); a very deep combinational path can exhaust its stack"
+             for ln in lines if "wasm trap" in ln), f"exit code {proc.returncode}")  # fmt: skip
         raise BnnflowError(f"Yosys could not synthesize {top}: {first.strip()} (log: {work / 'yosys.log'})")
     stat = json.loads((work / "stat.json").read_text())
     return utilization(stat["design"]["num_cells_by_type"], family, wall)
