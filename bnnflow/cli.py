@@ -85,6 +85,11 @@ def export(checkpoint: Path, out_dir: Path | None, data_dir: Path | None, golden
     """Export a checkpoint to QONNX plus golden.npz, and check the export against PyTorch."""
     from bnnflow.training.export import export_checkpoint
 
+    if not checkpoint.exists():
+        raise BnnflowError(
+            f"{checkpoint} does not exist; pass a training output directory (`bnnflow train --out DIR`) "
+            "or the checkpoint.pt in it"
+        )
     if checkpoint.is_dir():
         checkpoint = checkpoint / "checkpoint.pt"
     result = export_checkpoint(checkpoint, out_dir, data_dir, golden_samples)
@@ -129,6 +134,11 @@ def run(out_dir: Path, epochs: int, seed: int, progress: bool) -> None:
 @click.option("--folding-config-file", type=click.Path(path_type=Path), help="FINN folding-config JSON.")
 @click.option("--mvau-wwidth-max", type=int, help="Widest MVAU weight stream automatic folding may use.")
 @click.option("--golden", type=click.Path(path_type=Path), help="golden.npz (default: beside the model).")
+@click.option(
+    "--input-datatype",
+    help="How the data arrive, e.g. UINT8 (default: as exported; a float input's quantizer runs on the host).",
+)
+@click.option("--input-scale", type=float, help="With --input-datatype: the network sees the data divided by this.")
 @click.option("--verify/--no-verify", default=None, help="Check every step against golden.npz.")
 @click.option("--verify-samples", type=int, help="Golden inputs executed per step.")
 @click.option("--start-step", help="Resume at this step (see `bnnflow steps`).")
@@ -145,9 +155,46 @@ def build(model: Path, config_file: Path | None, **flags: Any) -> None:
         from bnnflow.dataflow.estimate import format_table
 
         click.echo(format_table(result.estimates), nl=False)
+    if "create_dataflow_partition" in result.steps:
+        from bnnflow.dataflow.build import host_line
+
+        click.echo(host_line(result.host_nodes))
     click.echo(f"build directory {result.output_dir} (last step: {result.steps[-1]})")
     if result.stopped:
         click.echo(result.stopped)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--inputs",
+    "inputs_file",
+    type=click.Path(path_type=Path),
+    required=True,
+    help=".npy batch of inputs, as the network takes them (floats for a network trained on floats).",
+)
+@click.option("--outputs", "outputs_file", type=click.Path(path_type=Path), help=".npy of PyTorch's outputs on them.")
+@click.option("--out", "dest", type=click.Path(path_type=Path), help="Where to write (default: golden.npz beside it).")
+def golden(model: Path, inputs_file: Path, outputs_file: Path | None, dest: Path | None) -> None:
+    """golden.npz for a QONNX model exported elsewhere: its outputs on INPUTS (checked against --outputs)."""
+    from bnnflow.training.export import golden_from_onnx
+
+    inputs = _load_npy(inputs_file, "inputs")
+    outputs = _load_npy(outputs_file, "outputs") if outputs_file is not None else None
+    path, check = golden_from_onnx(model, inputs, outputs, dest)
+    agreed = f"; equal to --outputs (max |diff| {check.max_abs_diff:.3g})" if outputs is not None else ""
+    click.echo(f"wrote {path}: {check.samples} inputs with qonnx' execution of {model}{agreed}")
+
+
+def _load_npy(path: Path, what: str) -> Any:
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise BnnflowError(f"{what} file {path} not found") from exc
+    except (OSError, ValueError, EOFError) as exc:
+        raise BnnflowError(f"{what} file {path} is not a readable .npy array ({type(exc).__name__})") from exc
 
 
 @cli.command()

@@ -35,7 +35,7 @@ class RunSummary:
             f"checkpoint {self.train.checkpoint}",
             f"model      {self.export.model_path}",
             f"golden     {self.export.golden_path}",
-            f"dataflow   {len(self.build.steps)} FINN steps, each equal to PyTorch (top-1) on "
+            f"dataflow   {len(self.build.steps)} FINN steps, each equal to PyTorch (tie-aware) on "
             f"{self.build.checks[-1].samples if self.build.checks else 0} golden inputs "
             f"-> {self.build.output_dir}",
         ]

@@ -13,17 +13,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from bnnflow.artifacts import (
+    BUILD_CONFIG_FILE,
+    GOLDEN_FILE,
+    INTERMEDIATE,
+    PARENT_FILE,
+    VERIFICATION_FILE,
+    load_golden,
+    load_onnx,
+    relative_to,
+    save_golden,
+    save_model,
+)
 from bnnflow.dataflow.config import BuildConfig, BuildTarget
 from bnnflow.dataflow.estimate import estimate, format_table
 from bnnflow.dataflow.fold import extract_folding, read_folding_file
+from bnnflow.dataflow.host import HostGraphs, host_graph
 from bnnflow.dataflow.steps import STEPS, step_names
 from bnnflow.dataflow.verify import StepCheck, verify_step
 from bnnflow.dataflow.vivado import find_vendor_tools, missing_tools_message, run_vendor_steps
 from bnnflow.errors import BnnflowError
-from bnnflow.fileio import atomic_path, ensure_writable_dir, write_json, write_text
-from bnnflow.training.export import GOLDEN_FILE, load_golden, load_onnx
-
-INTERMEDIATE = "intermediate"
+from bnnflow.fileio import ensure_writable_dir, write_json, write_text
 
 
 @dataclass
@@ -32,6 +44,7 @@ class BuildResult:
     steps: list[str] = field(default_factory=list)
     checks: list[StepCheck] = field(default_factory=list)
     estimates: dict[str, Any] | None = None
+    host_nodes: tuple[list[str], list[str]] = ([], [])  # 'name (op)' before and after the accelerator
     stopped: str | None = None  # why the build ended before cfg.to, if it did
 
     @property
@@ -67,9 +80,30 @@ def _step_range(cfg: BuildConfig) -> list[str]:
     return names[start : stop + 1]
 
 
-def save_model(model: Any, dest: Path) -> None:
-    with atomic_path(dest) as tmp:
-        model.save(str(tmp))
+def scaled_golden(golden: dict[str, np.ndarray], cfg: BuildConfig, source: Path) -> dict[str, np.ndarray]:
+    """The golden data as the built graph consumes it: with a declared input type, the inputs times
+    input_scale, which must then be integers of that type."""
+    if cfg.input_datatype is None:
+        return golden
+    from bnnflow.dataflow.transforms import input_datatype
+
+    dt = input_datatype(cfg.input_datatype)
+    x = golden["inputs"].astype(np.float64) * cfg.input_scale
+    raw = np.rint(x)
+    worst = int(np.argmax(np.abs(x - raw).reshape(-1)))
+    if abs(x.reshape(-1)[worst] - raw.reshape(-1)[worst]) > 1e-3:
+        value = golden["inputs"].reshape(-1)[worst]
+        raise BnnflowError(
+            f"golden input {value:.6g} in {source} times input_scale {cfg.input_scale:g} is not an integer; "
+            f"the data do not arrive as {cfg.input_datatype} with this scale (check --input-scale)"
+        )
+    bad = [v for v in np.unique(raw) if not dt.allowed(v)]
+    if bad:
+        raise BnnflowError(
+            f"golden inputs in {source} times input_scale {cfg.input_scale:g} include {bad[0]:g}, outside "
+            f"{cfg.input_datatype}; check --input-datatype and --input-scale"
+        )
+    return {**golden, "inputs": raw.astype(np.float32)}
 
 
 def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None = None) -> BuildResult:
@@ -81,35 +115,45 @@ def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None 
     if cfg.folding_config_file is not None and "fold" in run:
         read_folding_file(cfg.folding_config_file)  # a missing or malformed file fails before any step runs
     names = step_names()
-    if run[0] == names[0]:
+    first = run[0] == names[0]
+    if first:
         model = load_onnx(Path(model_path))
     else:
         previous = inter / f"{names[names.index(run[0]) - 1]}.onnx"
         if not previous.is_file():
             raise BnnflowError(f"cannot start at '{run[0]}': {previous} is missing; run the earlier steps first")
         model = load_onnx(previous)
-    golden_path = cfg.golden if cfg.golden is not None else Path(model_path).parent / GOLDEN_FILE
-    golden = load_golden(golden_path) if cfg.verify else None
-    recorded = {**cfg.to_dict(), "model": str(Path(model_path).resolve())}
-    recorded["golden"] = str(golden_path.resolve()) if golden_path.is_file() else None
-    write_json(out / "build_config.json", recorded)
+    golden = _golden(Path(model_path), cfg, out, first)
+    recorded = {**cfg.to_dict(), "model": relative_to(Path(model_path), out), "output_dir": "."}
+    if cfg.golden is not None:
+        recorded["golden"] = relative_to(cfg.golden, out)
+    write_json(out / BUILD_CONFIG_FILE, recorded)
     result = BuildResult(out)
     with finn_environment(out):
         for name in run:
             model = _run_step(name, model, cfg)
             save_model(model, inter / f"{name}.onnx")
             result.steps.append(name)
-            if golden is not None:
+            parent = host_graph(model)
+            if parent is not None and name == "create_dataflow_partition":
+                save_model(parent, inter / PARENT_FILE)
+                result.host_nodes = HostGraphs.of(parent).node_names()
+                if log:
+                    log(host_line(result.host_nodes))
+            if golden is not None and cfg.verify:
                 check = verify_step(name, model, golden, cfg.verify_samples)
                 result.checks.append(check)
-                write_json(out / "verification.json", _verification(result.checks))
+                write_json(out / VERIFICATION_FILE, _verification(result.checks))
                 if log:
-                    detail = f", max |diff| {check.max_abs_diff:.3g}" if check.max_abs_diff is not None else ""
-                    log(f"{name}: {check.samples} golden inputs, top-1 mismatches {check.top1_mismatches}{detail}")
+                    log(f"{name}: {check.comparison.summary()}")
                 if not check.ok:
+                    c = check.comparison
+                    parts = [f"{c.mismatches} of {c.elements} output elements differ"] if c.mismatches else []
+                    parts += [f"top-1 diverges on {c.top1_divergent}"] if c.top1_divergent else []
+                    what = "; ".join(parts)
                     raise BnnflowError(
-                        f"step '{name}' diverged from PyTorch: top-1 differs on {check.top1_mismatches} of "
-                        f"{check.samples} golden inputs; see {out / 'verification.json'}"
+                        f"step '{name}' diverged from PyTorch on {c.samples} golden inputs: {what} "
+                        f"(tolerance {c.tolerance:g}); see {out / VERIFICATION_FILE}"
                     )
             elif log:
                 log(f"{name}: done")
@@ -155,6 +199,27 @@ def _run_step(name: str, model: Any, cfg: BuildConfig) -> Any:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise BnnflowError(f"build step '{name}' failed: {type(exc).__name__}: {first}") from exc
+
+
+def host_line(host_nodes: tuple[list[str], list[str]]) -> str:
+    before, after = host_nodes
+    if not before and not after:
+        return "host: nothing; the accelerator takes the network's input and gives its output"
+    return f"host: before the accelerator {', '.join(before) or 'nothing'}; after it {', '.join(after) or 'nothing'}"
+
+
+def _golden(model_path: Path, cfg: BuildConfig, out: Path, first: bool) -> dict[str, np.ndarray] | None:
+    """The build's own golden.npz: written from the source golden at the first step, read when resuming.
+    Without verification a missing source golden is no error (the build then has none)."""
+    own = out / GOLDEN_FILE
+    if not first and own.is_file():
+        return load_golden(own)
+    source = cfg.golden if cfg.golden is not None else model_path.parent / GOLDEN_FILE
+    if not cfg.verify and not source.is_file():
+        return None
+    golden = scaled_golden(load_golden(source), cfg, source)
+    save_golden(own, golden)
+    return golden
 
 
 def _verification(checks: list[StepCheck]) -> dict[str, Any]:

@@ -68,7 +68,13 @@ class BuildConfig:
     verify_samples: int = 8
     """How many golden inputs the per-step verification executes."""
     golden: Path | None = None
-    """golden.npz; default: beside the model."""
+    """golden.npz; default: beside the model. The build keeps its own copy (inputs as the graph consumes them)."""
+    input_datatype: str | None = None
+    """How the data arrives at the accelerator, e.g. UINT8 (a qonnx integer type). Default: as exported; a
+    float input's quantizer then runs on the host and the accelerator receives its integer output."""
+    input_scale: float = 1.0
+    """With input_datatype: the network sees the arriving integers divided by this (255 for images trained
+    on [0, 1]); folded into the graph like FINN's ToTensor pre-processing. Golden inputs are multiplied by it."""
     start_step: str | None = None
     """Resume from this step, reading the previous step's checkpoint in intermediate/."""
     stop_step: str | None = None
@@ -92,6 +98,10 @@ class BuildConfig:
             raise BnnflowError("synth_clk_period_ns must be positive")
         if self.target_fps is not None and self.target_fps <= 0:
             raise BnnflowError("target_fps must be positive")
+        if not self.input_scale > 0:
+            raise BnnflowError(f"input_scale must be positive, got {self.input_scale}")
+        if self.input_scale != 1.0 and self.input_datatype is None:
+            raise BnnflowError("input_scale needs input_datatype (the integer type the data arrives as, e.g. UINT8)")
 
     @property
     def clk_hz(self) -> float:

@@ -1,56 +1,70 @@
 """The build steps, each a pure `step_x(model, cfg) -> model` over a qonnx ModelWrapper (FINN's order).
 
-Only the transformations for the layers bnnflow's hardware library implements are applied in convert_to_hw
-(matrix-vector units, thresholds, sliding window, max-pool, label select); anything else left between
-hardware layers is reported by name instead of being mapped to a layer no backend here can build.
+FINN decides what it can map: convert_to_hw runs FINN's conversions for the layers bnnflow's hardware library
+implements (matrix-vector units, thresholds, sliding window with padding, max-pool, label select). The leading
+nodes that consume float data (the input quantizer of a network trained on float inputs) and whatever follows
+the last hardware layer run on the host; any node left between hardware layers is named in the error.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from bnnflow.artifacts import PARENT_PROP
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.dataflow.fold import apply_folding
+from bnnflow.dataflow.transforms import (
+    ConvertAcceleratorPart,
+    InferBinaryMVAUKeepBias,
+    InferThresholdingBipolar,
+    ScaleInput,
+)
 from bnnflow.errors import BnnflowError
 
 Step = Callable[[Any, BuildConfig], Any]
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
-PARENT_PROP = "bnnflow.dataflow_parent"
-# ONNX/QONNX ops that streamlining and convert_to_hw know how to turn into (or fold into) hardware layers.
-SUPPORTED_OPS = frozenset(
-    {
-        "Quant", "BipolarQuant", "BinaryQuant", "Trunc", "MultiThreshold", "MatMul", "Gemm", "Conv",
-        "BatchNormalization", "Mul", "Add", "Sub", "Div", "Sqrt", "Neg", "MaxPool", "Reshape", "Flatten",
-        "Transpose", "TopK", "Identity", "Dropout", "Constant", "Sign", "Shape", "Gather", "Unsqueeze",
-        "Concat", "Squeeze", "Cast",
-    }
-)  # fmt: skip
+QUANT_OPS = frozenset({"Quant", "BipolarQuant", "BinaryQuant", "Trunc", "MultiThreshold"})
+BREVITAS_HINT = "export a Brevitas model with brevitas.export.export_qonnx"
 
 
-def check_supported_ops(model: Any) -> None:
-    """Reject, by node name and op type, any op the flow has no mapping for (before FINN sees it)."""
+def check_operators(model: Any) -> None:
+    """Every node must be an ONNX or QONNX/FINN operator, and the graph must hold quantizers."""
+    import onnx.defs
+    from qonnx.custom_op.registry import is_custom_op
+
     for node in model.graph.node:
-        if node.domain.startswith(HW_DOMAIN) or node.op_type in SUPPORTED_OPS:
-            continue
+        known = is_custom_op(node.domain, node.op_type) if node.domain else onnx.defs.has(node.op_type)
+        if not known:
+            domain = f", domain {node.domain}" if node.domain else ""
+            raise BnnflowError(
+                f"node '{node.name}' (op type {node.op_type}{domain}) is neither an ONNX nor a QONNX operator; "
+                f"{BREVITAS_HINT}"
+            )
+    if not any(n.op_type in QUANT_OPS for n in model.graph.node):
+        ops = ", ".join(sorted({n.op_type for n in model.graph.node}))
         raise BnnflowError(
-            f"node '{node.name}' (op type {node.op_type}) cannot be mapped to a hardware layer; "
-            "bnnflow maps quantized Linear/Conv + BatchNorm + QuantIdentity, MaxPool and top-1 selection"
+            f"the model has no quantizers (ops: {ops}): it is a float ONNX graph, which has no integer hardware "
+            f"mapping; {BREVITAS_HINT} (QuantLinear/QuantConv2d and quantized activations)"
         )
 
 
 def step_qonnx_to_finn(model: Any, cfg: BuildConfig) -> Any:
-    """QONNX cleanup, then Quant/BipolarQuant nodes to FINN's MultiThreshold and integer weights."""
+    """QONNX cleanup, the declared input type (--input-datatype/--input-scale), then Quant nodes to FINN's
+    MultiThreshold and integer weights."""
     from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
     from qonnx.util.cleanup import cleanup_model
 
-    check_supported_ops(model)
-    quant_ops = {"Quant", "BipolarQuant", "BinaryQuant", "Trunc"}
-    if not any(n.op_type in quant_ops for n in model.graph.node):
+    check_operators(model)
+    model = cleanup_model(model)
+    if cfg.input_datatype is not None:
+        model = model.transform(ScaleInput(cfg.input_datatype, cfg.input_scale))
+    if not any(n.op_type in QUANT_OPS - {"MultiThreshold"} for n in model.graph.node):
         return model
-    return cleanup_model(model).transform(ConvertQONNXtoFINN())
+    return model.transform(ConvertQONNXtoFINN())
 
 
 def step_tidy_up(model: Any, cfg: BuildConfig) -> Any:
@@ -75,9 +89,11 @@ def step_tidy_up(model: Any, cfg: BuildConfig) -> Any:
 
 def step_label_select(model: Any, cfg: BuildConfig) -> Any:
     """Append TopK(k=1), so that the accelerator returns the predicted class (FINN's LabelSelect)."""
+    import numpy as np
     from qonnx.transformation.insert_topk import InsertTopK
 
-    if not cfg.label_select or model.get_nodes_by_op_type("TopK"):
+    classes = int(np.prod(model.get_tensor_shape(model.graph.output[0].name)))
+    if not cfg.label_select or classes < 2 or model.get_nodes_by_op_type("TopK"):
         return model
     return step_tidy_up(model.transform(InsertTopK(k=1)), cfg)
 
@@ -98,6 +114,7 @@ def step_streamline(model: Any, cfg: BuildConfig) -> Any:
     model = model.transform(Streamline())
     if model.get_nodes_by_op_type("Conv"):
         model = model.transform(LowerConvsToMatMul())
+        check_padding(model)
         model = model.transform(MakeMaxPoolNHWC())
         model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
         model = model.transform(MakeMaxPoolNHWC())
@@ -112,10 +129,21 @@ def step_streamline(model: Any, cfg: BuildConfig) -> Any:
 
 
 def step_convert_to_hw(model: Any, cfg: BuildConfig) -> Any:
-    """Map streamlined nodes to FINN hardware layers (MVAU, Thresholding, SWG, Pool, LabelSelect)."""
-    from finn.transformation.fpgadataflow.convert_to_hw.binary_matrix_vector_activation import (
-        InferBinaryMatrixVectorActivation,
-    )
+    """Map streamlined nodes to FINN hardware layers (MVAU, Thresholding, FMPadding + SWG, Pool, LabelSelect);
+    float-consuming leading nodes stay on the host."""
+    from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqueNodeNamesRecursive
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    model = model.transform(ConvertAcceleratorPart(_finn_convert_to_hw))
+    for transform in (GiveUniqueNodeNamesRecursive(), InferDataLayouts(), InferShapes(), InferDataTypes()):
+        model = model.transform(transform)
+    check_mappable(model)
+    return model
+
+
+def _finn_convert_to_hw(model: Any) -> Any:
     from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
     from finn.transformation.fpgadataflow.convert_to_hw.label_select import InferLabelSelectLayer
     from finn.transformation.fpgadataflow.convert_to_hw.pool import InferPool
@@ -123,86 +151,56 @@ def step_convert_to_hw(model: Any, cfg: BuildConfig) -> Any:
         InferQuantizedMatrixVectorActivation,
     )
     from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
-    from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqueNodeNamesRecursive
     from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes
-    from qonnx.custom_op.registry import getCustomOp
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
 
-    # FINN gives a binary MVAU the ActVal of its output type's minimum, which is wrong for narrow-range
-    # activations ({-1, 0, +1} is INT2 with out_bias -1, not -2): keep the absorbed thresholds' out_bias.
-    xnor_bias = _xnor_threshold_biases(model)
-    model = model.transform(InferBinaryMatrixVectorActivation())
-    for node in model.get_nodes_by_op_type("MVAU"):
-        if node.name in xnor_bias:
-            getCustomOp(node).set_nodeattr("ActVal", xnor_bias[node.name])
-    model = model.transform(InferQuantizedMatrixVectorActivation())
-    model = model.transform(InferLabelSelectLayer())
-    model = _infer_thresholding(model)
     for transform in (
+        InferBinaryMVAUKeepBias(),
+        InferQuantizedMatrixVectorActivation(),
+        InferLabelSelectLayer(),
+        InferThresholdingBipolar(),
         InferPool(),
         InferConvInpGen(),
         RemoveCNVtoFCFlatten(),
         AbsorbConsecutiveTransposes(),
-        GiveUniqueNodeNamesRecursive(),
         InferDataLayouts(),
         InferShapes(),
         InferDataTypes(),
     ):
         model = model.transform(transform)
-    check_mappable(model)
     return model
 
 
-def _xnor_threshold_biases(model: Any) -> dict[str, int]:
-    """out_bias of the multi-bit MultiThreshold that each XnorPopcountMatMul feeds, by matmul name."""
+def check_padding(model: Any) -> None:
+    """A padded convolution of bipolar (1-bit) data cannot be streamed: PyTorch pads with 0, which is
+    neither -1 nor +1."""
     from qonnx.core.datatype import DataType
     from qonnx.custom_op.registry import getCustomOp
 
-    biases = {}
-    for node in model.get_nodes_by_op_type("XnorPopcountMatMul"):
-        consumers = model.find_consumers(node.output[0])
-        if len(consumers) != 1 or consumers[0].op_type != "MultiThreshold":
-            continue
-        mt = consumers[0]
-        odt = model.get_tensor_datatype(mt.output[0])
-        bias = getCustomOp(mt).get_nodeattr("out_bias")
-        if odt.bitwidth() > 1 and odt != DataType["BIPOLAR"] and int(bias) == bias:
-            biases[node.name] = int(bias)
-    return biases
+    for node in model.get_nodes_by_op_type("Im2Col"):
+        pads = getCustomOp(node).get_nodeattr("pad_amount")
+        if any(pads) and model.get_tensor_datatype(node.input[0]) == DataType["BIPOLAR"]:
+            raise BnnflowError(
+                f"node '{node.name}' pads bipolar (1-bit) activations with 0, which a -1/+1 stream cannot "
+                "carry; use padding=0 for this convolution, or 2-bit activations in front of it"
+            )
 
 
-def _infer_thresholding(model: Any) -> Any:
-    """InferThresholdingLayer, also for standalone bipolar MultiThresholds (out_scale 2, out_bias -1).
-
-    A 1-bit input quantizer in front of a MatMul with multi-bit weights is not turned into XNOR-popcount,
-    so its MultiThreshold keeps the bipolar scale and bias, which InferThresholdingLayer rejects. A
-    Thresholding layer with a BIPOLAR output and ActVal 0 computes the same values (it emits the 0/1
-    encoding of -1/+1, as InferQuantizedMatrixVectorActivation does for bipolar activations).
-    """
-    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
-    from qonnx.core.datatype import DataType
-    from qonnx.custom_op.registry import getCustomOp
-
-    bipolar = []
-    for node in model.get_nodes_by_op_type("MultiThreshold"):
-        inst = getCustomOp(node)
-        if (
-            model.get_tensor_datatype(node.output[0]) == DataType["BIPOLAR"]
-            and inst.get_nodeattr("out_scale") == 2.0
-            and inst.get_nodeattr("out_bias") == -1.0
-        ):
-            inst.set_nodeattr("out_scale", 1.0)
-            inst.set_nodeattr("out_bias", 0.0)
-            bipolar.append(node.name)
-    model = model.transform(InferThresholdingLayer())
-    # Any that stayed a MultiThreshold (non-integer input) gets its bipolar scale and bias back.
-    for node in model.get_nodes_by_op_type("MultiThreshold"):
-        if node.name in bipolar:
-            getCustomOp(node).set_nodeattr("out_scale", 2.0)
-            getCustomOp(node).set_nodeattr("out_bias", -1.0)
-    return model
+# What to change when a node of this op type is left between hardware layers.
+_STUCK_HINTS = {
+    "Mul": "a scale that streamlining could not absorb: follow every QuantLinear/QuantConv2d (and its "
+    "BatchNorm) with a quantized activation (QuantIdentity, QuantReLU or QuantHardTanh)",
+    "Add": "a bias or offset that streamlining could not absorb: follow every QuantLinear/QuantConv2d (and its "
+    "BatchNorm) with a quantized activation (QuantIdentity, QuantReLU or QuantHardTanh)",
+    "MatMul": "its input is not an integer tensor: put a quantized activation in front of this layer",
+    "Conv": "its input is not an integer tensor: put a quantized activation in front of this layer",
+    "Im2Col": "its input is not an integer tensor: put a quantized activation in front of this layer",
+    "MultiThreshold": "a quantizer FINN could not turn into a hardware layer (its input is not integer)",
+    "Transpose": "a layout change FINN could not absorb (flatten only once, after the last convolution)",
+    "Reshape": "a layout change FINN could not absorb (flatten only once, after the last convolution)",
+}
 
 
 def check_mappable(model: Any) -> None:
@@ -212,15 +210,17 @@ def check_mappable(model: Any) -> None:
     if not hw:
         ops = sorted({n.op_type for n in nodes})
         raise BnnflowError(
-            f"no node could be mapped to a hardware layer (ops: {', '.join(ops)}); "
-            "is this a FINN-streamlinable Brevitas model?"
+            f"no node could be mapped to a hardware layer (ops: {', '.join(ops)}); quantize the weights and "
+            "activations of the network (QuantLinear/QuantConv2d, QuantIdentity/QuantReLU/QuantHardTanh)"
         )
     stuck = [n for n in nodes[hw[0] : hw[-1] + 1] if not n.domain.startswith(HW_DOMAIN)]
     if stuck:
-        names = ", ".join(f"'{n.name}' (op type {n.op_type})" for n in stuck)
+        node = stuck[0]
+        hint = _STUCK_HINTS.get(node.op_type, "FINN has no hardware layer for it; remove it, or move it to the end")
+        more = f" ({len(stuck) - 1} more after it)" if len(stuck) > 1 else ""
         raise BnnflowError(
-            f"node(s) {names} between hardware layers cannot be mapped to a hardware layer; "
-            "streamlining could not absorb them (is each Linear/Conv followed by BatchNorm, QuantIdentity?)"
+            f"node '{node.name}' (op type {node.op_type}) is left between hardware layers after FINN's "
+            f"conversion{more}: {hint}"
         )
 
 
@@ -238,20 +238,22 @@ def step_minimize_bit_width(model: Any, cfg: BuildConfig) -> Any:
 
 
 def step_create_dataflow_partition(model: Any, cfg: BuildConfig) -> Any:
-    """Split the hardware layers into their own graph; the rest stays in intermediate/dataflow_parent.onnx."""
+    """Split off the hardware layers as the accelerator graph; the host graph around it (nodes before and
+    after the accelerator) travels inside it as metadata, so that a build directory holds no paths."""
     from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.custom_op.registry import getCustomOp
 
-    partitions = Path(cfg.output_dir) / "intermediate" / "partitions"
-    parent = model.transform(CreateDataflowPartition(partition_model_dir=str(partitions)))
-    sdp = parent.get_nodes_by_op_type("StreamingDataflowPartition")
-    if len(sdp) != 1:
-        raise BnnflowError(f"expected one dataflow partition, found {len(sdp)}; non-hardware nodes split the graph")
-    child = ModelWrapper(getCustomOp(sdp[0]).get_nodeattr("model"))
-    parent_path = Path(cfg.output_dir) / "intermediate" / "dataflow_parent.onnx"
-    parent.save(str(parent_path))
-    child.set_metadata_prop(PARENT_PROP, str(parent_path.resolve()))
+    with tempfile.TemporaryDirectory(prefix="bnnflow-partition-") as tmp:
+        parent = model.transform(CreateDataflowPartition(partition_model_dir=tmp))
+        sdp = parent.get_nodes_by_op_type("StreamingDataflowPartition")
+        if len(sdp) != 1:
+            raise BnnflowError(f"expected one dataflow partition, found {len(sdp)}; non-hardware nodes split the graph")
+        inst = getCustomOp(sdp[0])
+        child = ModelWrapper(inst.get_nodeattr("model"))
+    inst.set_nodeattr("model", "")  # the accelerator graph is the model this parent travels in
+    host = parent.model.SerializeToString(deterministic=True)
+    child.set_metadata_prop(PARENT_PROP, base64.b64encode(host).decode("ascii"))
     return child
 
 

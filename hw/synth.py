@@ -97,9 +97,9 @@ def synthesize(design: Design, work_dir: Path, family: str = "xc7", top: str = T
 def synthesize_build(build_dir: Path, family: str = "xc7") -> dict[str, Any]:
     """Generate the RTL of a `bnnflow build` directory and synthesize it in BUILD_DIR/synth; report.json there
     holds Yosys' counts beside FINN's estimates for the same graph."""
+    from bnnflow.artifacts import load_onnx
     from bnnflow.fileio import ensure_writable_dir, write_json
     from bnnflow.hw.generate import folded_model_path, generate
-    from bnnflow.training.export import load_onnx
 
     build_dir = Path(build_dir)
     source = folded_model_path(build_dir)

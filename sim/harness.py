@@ -1,5 +1,6 @@
 """Cycle-accurate simulation of a generated accelerator in Verilator, compared element by element with FINN's
-python execution of the same graph and top-1 with PyTorch; measures initiation interval and latency."""
+python execution of the same graph, and, with the host part of the network around it, with PyTorch's golden
+outputs; measures initiation interval and latency."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from bnnflow.artifacts import Comparison, build_golden_path, compare_outputs, load_golden, load_onnx
+from bnnflow.dataflow.host import HostGraphs
+from bnnflow.dataflow.verify import execute_accelerator
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir, write_json, write_text
 from bnnflow.hw.generate import TOP, Design, folded_model_path, generate
@@ -27,7 +31,7 @@ class SimConfig:
     build_dir: Path = Path("build/dataflow")
     """A `bnnflow build` directory (its intermediate/estimate.onnx is simulated)."""
     golden: Path | None = None
-    """golden.npz with inputs and PyTorch outputs; default: the one the build verified against."""
+    """golden.npz with inputs (as the built graph consumes them) and PyTorch outputs; default: the build's."""
     samples: int | None = None
     """Simulate only the first N golden inputs."""
     backpressure: bool = False
@@ -50,7 +54,7 @@ class SimConfig:
 class SimReport:
     frames: int
     mismatches_vs_finn: int
-    top1_mismatches_vs_pytorch: int | None
+    vs_pytorch: Comparison | None  # host part + RTL against the golden outputs
     measured_ii: float | None
     latency_cycles: int
     expected_ii: int
@@ -64,7 +68,7 @@ class SimReport:
 
     @property
     def rtl_ok(self) -> bool:
-        return self.mismatches_vs_finn == 0 and not self.top1_mismatches_vs_pytorch
+        return self.mismatches_vs_finn == 0 and (self.vs_pytorch is None or self.vs_pytorch.ok)
 
     @property
     def ok(self) -> bool:
@@ -82,15 +86,12 @@ class SimReport:
         return None
 
     def lines(self) -> list[str]:
-        torch_part = (
-            f", top-1 differs from PyTorch on {self.top1_mismatches_vs_pytorch}"
-            if self.top1_mismatches_vs_pytorch is not None
-            else ""
-        )
         ii = "n/a (fewer than 3 frames)" if self.measured_ii is None else f"{self.measured_ii:.1f}"
+        vs = self.vs_pytorch
         return [
-            f"rtl        {self.frames} frames in Verilator: {self.mismatches_vs_finn} output elements differ from "
-            f"FINN's execution{torch_part}",
+            f"rtl        {self.frames} frames in Verilator: {self.mismatches_vs_finn} of {self.outputs.size} output "
+            "elements differ from FINN's execution",
+            f"pytorch    host part + RTL vs golden: {vs.summary() if vs is not None else 'no golden outputs'}",
             f"cycles     II measured {ii} vs FINN estimate {self.expected_ii} ({self.slowest_layer}); "
             f"latency {self.latency_cycles} cycles{' (with back-pressure)' if self.backpressure else ''}",
             f"cppsim     {self.cppsim.line()}",
@@ -101,7 +102,8 @@ class SimReport:
         return {
             "frames": self.frames,
             "mismatches_vs_finn": self.mismatches_vs_finn,
-            "top1_mismatches_vs_pytorch": self.top1_mismatches_vs_pytorch,
+            "output_elements": int(self.outputs.size),
+            "vs_pytorch": self.vs_pytorch.to_dict() if self.vs_pytorch is not None else None,
             "measured_ii_cycles": self.measured_ii,
             "expected_ii_cycles": self.expected_ii,
             "ii_relative_error": ii_err,
@@ -113,54 +115,16 @@ class SimReport:
         }
 
 
-def partition_inputs(model: Any, inputs: np.ndarray) -> np.ndarray:
-    """What the accelerator receives for each model input: the input itself, or, where the parent graph
-    does work on the host first (the NCHW to NHWC transpose of CNNs), the tensor that reaches the partition."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-
-    from bnnflow.dataflow.steps import PARENT_PROP
-
-    parent_path = model.get_metadata_prop(PARENT_PROP)
-    if not parent_path:
-        return inputs
-    parent = ModelWrapper(parent_path)
-    sdp = parent.get_nodes_by_op_type("StreamingDataflowPartition")[0]
-    if sdp.input[0] == parent.graph.input[0].name:
-        return inputs
-    host = ModelWrapper(parent.model.__deepcopy__())
-    nodes = list(host.graph.node)
-    keep = nodes[: nodes.index(next(n for n in nodes if n.op_type == "StreamingDataflowPartition"))]
-    host.graph.ClearField("node")
-    host.graph.node.extend(keep)
-    iname = host.graph.input[0].name
-    shape = host.get_tensor_shape(iname)
-    rows = []
-    for x in inputs:
-        ctx = execute_onnx(host, {iname: x.reshape(shape).astype(np.float32)}, return_full_exec_context=True)
-        rows.append(np.asarray(ctx[sdp.input[0]]))
-    return np.stack(rows)
-
-
-def reference_outputs(model: Any, inputs: np.ndarray) -> np.ndarray:
-    """FINN's python execution of the partition itself, one row per input."""
-    from qonnx.core.modelwrapper import ModelWrapper
-
-    from bnnflow.dataflow.steps import PARENT_PROP
-    from bnnflow.dataflow.verify import execute_graph
-
-    alone = ModelWrapper(model.model.__deepcopy__())
-    alone.set_metadata_prop(PARENT_PROP, "")
-    return execute_graph(alone, inputs)
-
-
 def _input_words(model: Any, inputs: np.ndarray, fmt: StreamFormat) -> list[str]:
     from qonnx.core.datatype import DataType
 
     idt = model.get_tensor_datatype(model.graph.input[0].name) or DataType["FLOAT32"]
     flat = inputs.reshape(len(inputs), -1)
     if not np.all(flat == np.round(flat)):
-        raise BnnflowError("accelerator inputs must be integers (pixel values); got fractional values")
+        raise BnnflowError(
+            "the accelerator's inputs are not integers; rebuild with --input-datatype and --input-scale "
+            "to say how the data arrive"
+        )
     codes = encode(np.rint(flat).astype(np.int64), idt)
     return pack_words(codes.reshape(-1, fmt.elems), fmt.bits)
 
@@ -212,38 +176,35 @@ def steady_state_ii(out_last: list[int]) -> float | None:
 
 
 def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np.ndarray | None = None) -> SimReport:
-    """Generate RTL for the build, simulate it on golden (or given) inputs, compare, measure cycles."""
-    from bnnflow.training.export import GOLDEN_FILE, load_golden, load_onnx
-
+    """Generate RTL for the build, simulate it on golden (or given) inputs with the host part of the network
+    around it, compare, measure cycles."""
     build_dir = Path(cfg.build_dir)
     model = load_onnx(folded_model_path(build_dir))
     # Absolute: the test bench runs in the RTL directory (memory files are named relative to it).
     sim_dir = ensure_writable_dir(cfg.sim_dir or build_dir / "sim", "simulation directory").resolve()
     if inputs is None:
-        golden_path = cfg.golden or _golden_of(build_dir, GOLDEN_FILE)
-        golden = load_golden(golden_path)
+        golden = load_golden(cfg.golden or build_golden_path(build_dir))
         inputs, torch_outputs = golden["inputs"], golden["outputs"]
     if cfg.samples is not None:
         inputs = inputs[: cfg.samples]
         torch_outputs = None if torch_outputs is None else torch_outputs[: cfg.samples]
-    inputs = partition_inputs(model, inputs)
+    host = HostGraphs.of_model(model)
+    accel_inputs = host.accelerator_inputs(inputs)
     design = generate(model, sim_dir / "rtl", source=folded_model_path(build_dir).name, fifo_depth=cfg.fifo_depth)
     fmt_in, fmt_out = design.layers[0].instream, design.layers[-1].outstream
-    values, cycles, wall = run_design(design, _input_words(model, inputs, fmt_in), fmt_in, fmt_out, cfg, sim_dir)
-    reference = reference_outputs(model, inputs).reshape(values.shape)
+    words = _input_words(model, accel_inputs, fmt_in)
+    values, cycles, wall = run_design(design, words, fmt_in, fmt_out, cfg, sim_dir)
+    reference = execute_accelerator(model, accel_inputs).reshape(values.shape)
     mismatches = int(np.count_nonzero(values != reference))
-    top1 = None
+    vs_pytorch = None
     if torch_outputs is not None:
-        from bnnflow.dataflow.verify import top1_agrees
-
-        labels = values[:, 0] if values.shape[1] == 1 else values.argmax(axis=1)
-        top1 = int((~top1_agrees(labels, torch_outputs.reshape(len(labels), -1))).sum())
+        vs_pytorch = compare_outputs(host.outputs(values), torch_outputs)
     slowest = max(design.layers, key=lambda layer: layer.expected_cycles)
     latency = cycles["out_last"][0] - cycles["in_first"][0] + 1 if cycles["out_last"] else 0
     report = SimReport(
         frames=len(values),
         mismatches_vs_finn=mismatches,
-        top1_mismatches_vs_pytorch=top1,
+        vs_pytorch=vs_pytorch,
         measured_ii=steady_state_ii(cycles["out_last"]),
         latency_cycles=latency,
         expected_ii=slowest.expected_cycles,
@@ -252,7 +213,7 @@ def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np
         wall_s=round(wall, 3),
         backpressure=cfg.backpressure,
         outputs=values,
-        cppsim=_cppsim(cfg, model, inputs, sim_dir),
+        cppsim=_cppsim(cfg, model, accel_inputs, sim_dir),
         sim_dir=sim_dir,
     )
     write_json(sim_dir / "report.json", report.to_dict())
@@ -266,14 +227,3 @@ def _cppsim(cfg: SimConfig, model: Any, inputs: np.ndarray, sim_dir: Path) -> Cp
         return run_cppsim(model, inputs[: cfg.cppsim_samples], sim_dir / "cppsim")
     except BnnflowError as exc:  # keep the RTL result; the caller reports the failure
         return CppsimReport(ran=False, error=str(exc))
-
-
-def _golden_of(build_dir: Path, name: str) -> Path:
-    import json
-
-    cfg_file = build_dir / "build_config.json"
-    if cfg_file.is_file():
-        golden = json.loads(cfg_file.read_text()).get("golden")
-        if golden:
-            return Path(golden)
-    raise BnnflowError(f"no golden.npz known for {build_dir}; pass --golden FILE")

@@ -11,21 +11,25 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 import torch
 
+from bnnflow.artifacts import (
+    GOLDEN_FILE,
+    MODEL_FILE,
+    compare_outputs,
+    execute,
+    load_onnx,
+    save_golden,
+)
 from bnnflow.errors import BnnflowError
-from bnnflow.fileio import atomic_open, atomic_path, ensure_writable_dir
+from bnnflow.fileio import atomic_open, ensure_writable_dir
 from bnnflow.training.data import Dataset, load_dataset
 from bnnflow.training.models import BNN
 
-MODEL_FILE = "model.onnx"
-GOLDEN_FILE = "golden.npz"
-# Float outputs must agree to this (relative to max(1, |value|)); integer outputs must be equal.
-FLOAT_TOLERANCE = 1e-5
+__all__ = ["GOLDEN_FILE", "MODEL_FILE", "export", "export_checkpoint", "export_module", "golden_from_onnx"]
 
 
 @dataclass(frozen=True)
@@ -60,28 +64,43 @@ def _quiet_torch_onnx() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def export_qonnx_model(model: BNN, dest: Path) -> None:
-    """Write `model` as one self-contained QONNX file with its input annotated as UINT8 pixels."""
+def write_qonnx(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    dest: Path,
+    input_datatype: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Export `module` with Brevitas as one self-contained QONNX file (weights inline), its input annotated
+    `input_datatype` where given (e.g. UINT8 for pixel inputs)."""
     from brevitas.export import export_qonnx
     from qonnx.core.datatype import DataType
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
-    model = model.cpu().eval()
+    module = module.cpu().eval()
     with tempfile.TemporaryDirectory(prefix="bnnflow-export-") as tmp:
         raw = Path(tmp) / "raw.onnx"
         # The dynamo exporter prints progress lines and warns about unrelated torchvision ops.
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet_torch_onnx():
             warnings.simplefilter("ignore")
-            export_qonnx(model, args=model.example_input(1), export_path=str(raw))
+            export_qonnx(module, args=example, export_path=str(raw))
         proto = onnx.load(str(raw), load_external_data=True)
     wrapper = cleanup_model(ModelWrapper(proto))
-    wrapper.set_tensor_datatype(wrapper.graph.input[0].name, DataType["UINT8"])
+    if input_datatype is not None:
+        wrapper.set_tensor_datatype(wrapper.graph.input[0].name, DataType[input_datatype])
     wrapper.model.producer_name = "bnnflow"
     wrapper.model.producer_version = ""
-    wrapper.set_metadata_prop("bnnflow.spec", json.dumps(model.spec.to_dict(), sort_keys=True))
+    for key, value in (metadata or {}).items():
+        wrapper.set_metadata_prop(key, value)
     with atomic_open(dest) as fh:
         fh.write(wrapper.model.SerializeToString(deterministic=True))
+
+
+def export_qonnx_model(model: BNN, dest: Path) -> None:
+    """Write a zoo/user BNN as QONNX with its input annotated as UINT8 pixels and its spec in the metadata."""
+    spec = json.dumps(model.spec.to_dict(), sort_keys=True)
+    write_qonnx(model, model.example_input(1), dest, "UINT8", {"bnnflow.spec": spec})
 
 
 def golden_arrays(model: BNN, data: Dataset, samples: int) -> dict[str, np.ndarray]:
@@ -95,66 +114,6 @@ def golden_arrays(model: BNN, data: Dataset, samples: int) -> dict[str, np.ndarr
     return {"inputs": x, "outputs": y.astype(np.float32), "labels": data.test_y[:n].astype(np.int64)}
 
 
-def save_golden(dest: Path, arrays: dict[str, np.ndarray]) -> None:
-    with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, allow_pickle=False, **arrays)
-
-
-def load_golden(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except FileNotFoundError as exc:
-        raise BnnflowError(f"golden file {path} not found; run `bnnflow export` first") from exc
-    except (OSError, ValueError) as exc:
-        raise BnnflowError(f"golden file {path} is corrupt ({exc}); run `bnnflow export` again") from exc
-    missing = {"inputs", "outputs"} - set(arrays)
-    if missing:
-        raise BnnflowError(f"golden file {path} lacks {sorted(missing)}; run `bnnflow export` again")
-    return arrays
-
-
-def load_onnx(path: Path) -> Any:
-    """A qonnx ModelWrapper for `path`, or a one-line error if it is not a readable ONNX model."""
-    from qonnx.core.modelwrapper import ModelWrapper
-
-    path = Path(path)
-    if not path.is_file():
-        raise BnnflowError(f"ONNX model {path} not found")
-    try:
-        return ModelWrapper(str(path))
-    except Exception as exc:
-        raise BnnflowError(f"{path} is not a valid ONNX model ({type(exc).__name__}); export it again") from exc
-
-
-def execute(model: Any, inputs: np.ndarray, execute_onnx: Any = None) -> np.ndarray:
-    """Run a (Q)ONNX graph of batch size 1 on every row of `inputs`, node by node (qonnx' executor unless
-    another, such as FINN's, is given)."""
-    if execute_onnx is None:
-        from qonnx.core import onnx_exec
-
-        execute_onnx = onnx_exec.execute_onnx
-
-    iname, oname = model.graph.input[0].name, model.graph.output[0].name
-    shape = model.get_tensor_shape(iname)
-    outs = []
-    for row in inputs:
-        result = execute_onnx(model, {iname: row.reshape(shape).astype(np.float32)})
-        outs.append(np.asarray(result[oname]).reshape(-1))
-    return np.stack(outs)
-
-
-def compare(actual: np.ndarray, expected: np.ndarray, integer: bool) -> tuple[float, int]:
-    """Largest absolute difference and number of mismatching elements (every element is compared)."""
-    actual = actual.reshape(expected.shape)
-    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-    if integer:
-        bad = int(np.count_nonzero(diff))
-    else:
-        bad = int(np.count_nonzero(diff > FLOAT_TOLERANCE * np.maximum(1.0, np.abs(expected))))
-    return float(diff.max(initial=0.0)), bad
-
-
 def check_export(model_path: Path, golden: dict[str, np.ndarray]) -> ExportCheck:
     """Execute the exported graph on the golden inputs and compare with the PyTorch outputs."""
     from qonnx.core.datatype import DataType
@@ -164,8 +123,63 @@ def check_export(model_path: Path, golden: dict[str, np.ndarray]) -> ExportCheck
     out_dtype = wrapper.get_tensor_datatype(wrapper.graph.output[0].name)
     integer = out_dtype is not None and out_dtype.is_integer() and out_dtype != DataType["FLOAT32"]
     actual = execute(wrapper, golden["inputs"])
-    max_diff, bad = compare(actual, golden["outputs"], integer)
-    return ExportCheck(len(golden["inputs"]), integer, max_diff, bad)
+    cmp = compare_outputs(actual, golden["outputs"], integer)
+    return ExportCheck(len(golden["inputs"]), integer, cmp.max_abs_diff or 0.0, cmp.mismatches)
+
+
+def _checked(check: ExportCheck, model_path: Path) -> ExportCheck:
+    if not check.ok:
+        raise BnnflowError(
+            f"exported {model_path} disagrees with PyTorch on {check.mismatches} output elements "
+            f"(max |diff| {check.max_abs_diff:.3g}); this is a bug, please report it with the model"
+        )
+    return check
+
+
+def export_module(
+    module: torch.nn.Module,
+    inputs: np.ndarray,
+    out_dir: Path,
+    input_datatype: str | None = None,
+    labels: np.ndarray | None = None,
+) -> ExportResult:
+    """Bring your own network: export any Brevitas module to out_dir/model.onnx (QONNX) with golden.npz holding
+    `inputs` (a batch, in the module's own input layout: floats as it was trained on) and its PyTorch outputs,
+    and check that qonnx' execution of the file gives the same outputs."""
+    out = ensure_writable_dir(out_dir)
+    model_path, golden_path = out / MODEL_FILE, out / GOLDEN_FILE
+    x = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+    module = module.cpu().eval()
+    with torch.no_grad():
+        y = module(x).numpy().astype(np.float32)
+    write_qonnx(module, x[:1], model_path, input_datatype)
+    golden = {"inputs": x.numpy(), "outputs": y}
+    if labels is not None:
+        golden["labels"] = np.asarray(labels, dtype=np.int64)
+    save_golden(golden_path, golden)
+    return ExportResult(model_path, golden_path, _checked(check_export(model_path, golden), model_path))
+
+
+def golden_from_onnx(
+    model_path: Path, inputs: np.ndarray, outputs: np.ndarray | None = None, dest: Path | None = None
+) -> tuple[Path, ExportCheck]:
+    """golden.npz for a QONNX file exported elsewhere: `inputs`, and the outputs of qonnx' execution of the
+    graph (the reference Brevitas' export guarantees), checked against `outputs` (PyTorch's) where given."""
+    model = load_onnx(model_path)
+    shape = model.get_tensor_shape(model.graph.input[0].name)
+    per_input = int(np.prod(shape[1:])) if shape else 0
+    x = np.asarray(inputs, dtype=np.float32)
+    if x.ndim == 0 or x.size != len(x) * per_input:
+        raise BnnflowError(f"inputs of shape {x.shape} do not fit {model_path}'s input {shape}: give a batch of them")
+    x = x.reshape(len(x), *shape[1:])
+    reference = execute(model, x).reshape(len(x), *model.get_tensor_shape(model.graph.output[0].name)[1:])
+    golden = {"inputs": x, "outputs": (outputs if outputs is not None else reference).astype(np.float32)}
+    dest = Path(dest) if dest is not None else Path(model_path).parent / GOLDEN_FILE
+    check = check_export(model_path, golden)
+    if outputs is not None:
+        _checked(check, model_path)
+    save_golden(dest, golden)
+    return dest, check
 
 
 def export(model: BNN, data: Dataset, out_dir: Path, golden_samples: int = 32) -> ExportResult:
@@ -175,13 +189,7 @@ def export(model: BNN, data: Dataset, out_dir: Path, golden_samples: int = 32) -
     export_qonnx_model(model, model_path)
     golden = golden_arrays(model, data, golden_samples)
     save_golden(golden_path, golden)
-    check = check_export(model_path, golden)
-    if not check.ok:
-        raise BnnflowError(
-            f"exported {model_path} disagrees with PyTorch on {check.mismatches} output elements "
-            f"(max |diff| {check.max_abs_diff:.3g}); this is a bug, please report it with the checkpoint"
-        )
-    return ExportResult(model_path, golden_path, check)
+    return ExportResult(model_path, golden_path, _checked(check_export(model_path, golden), model_path))
 
 
 def export_checkpoint(

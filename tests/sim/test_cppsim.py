@@ -12,19 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bnnflow.artifacts import load_golden, load_onnx
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
+from bnnflow.dataflow.host import HostGraphs
 from bnnflow.errors import BnnflowError
 from bnnflow.sim import cppsim
-from bnnflow.sim.harness import SimConfig, folded_model_path, partition_inputs, simulate
-from bnnflow.training.export import load_golden, load_onnx
+from bnnflow.sim.harness import SimConfig, folded_model_path, simulate
 from tests.sim.conftest import tiny_cnn
 
 
 def _folded(src: Path, out: Path, cycles: int) -> tuple[object, np.ndarray]:
     build(src / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=cycles, verify_samples=1))
     model = load_onnx(folded_model_path(out))
-    return model, partition_inputs(model, load_golden(src / "golden.npz")["inputs"])
+    return model, HostGraphs.of_model(model).accelerator_inputs(load_golden(out / "golden.npz")["inputs"])
 
 
 def _hlslib_dir(root: Path, bnn_library: str = "// test\n") -> Path:

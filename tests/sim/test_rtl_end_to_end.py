@@ -48,7 +48,7 @@ def test_zoo_rtl_is_bit_exact_and_cycle_accurate(verilator, exported, tmp_path, 
     report = simulate(SimConfig(build_dir=_build(src, tmp_path, fold)))
     assert report.frames == 8
     assert report.mismatches_vs_finn == 0
-    assert report.top1_mismatches_vs_pytorch == 0
+    assert report.vs_pytorch.ok and report.vs_pytorch.kind == "label"
     assert report.measured_ii is not None
     assert abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
     if fold is None:  # fully folded: the largest layer takes rows x columns cycles
@@ -63,7 +63,7 @@ def test_backpressure_keeps_results_and_slows_down(verilator, exported, tmp_path
     steady = simulate(SimConfig(build_dir=out))
     for seed in (1, 2):
         stalled = simulate(SimConfig(build_dir=out, backpressure=True, seed=seed))
-        assert stalled.mismatches_vs_finn == 0 and stalled.top1_mismatches_vs_pytorch == 0
+        assert stalled.mismatches_vs_finn == 0 and stalled.vs_pytorch.ok
         np.testing.assert_array_equal(stalled.outputs, steady.outputs)
         assert stalled.total_cycles > steady.total_cycles
 
@@ -84,7 +84,7 @@ def test_generated_rtl_is_deterministic(verilator, exported, tmp_path) -> None:
 def test_cnn_rtl_sliding_window_and_pool(verilator, real_images, tmp_path, wbits, abits, fold) -> None:
     out = _build(tiny_cnn(tmp_path, real_images, wbits, abits), tmp_path / "b", fold)
     report = simulate(SimConfig(build_dir=out))
-    assert report.mismatches_vs_finn == 0 and report.top1_mismatches_vs_pytorch == 0
+    assert report.mismatches_vs_finn == 0 and report.vs_pytorch.ok
     assert abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
     modules = {layer["module"] for layer in json.loads((out / "sim" / "rtl" / "design.json").read_text())["layers"]}
     assert {"bnn_swg", "bnn_pool", "bnn_mvau", "bnn_label_select"} <= modules
@@ -96,7 +96,7 @@ def test_cnn_rtl_sliding_window_and_pool(verilator, real_images, tmp_path, wbits
 def test_cnv_rtl(verilator, exported, tmp_path, wbits, abits, fold) -> None:
     out = _build(exported("cnv", wbits, abits, 3), tmp_path, fold)
     report = simulate(SimConfig(build_dir=out))
-    assert report.mismatches_vs_finn == 0 and report.top1_mismatches_vs_pytorch == 0
+    assert report.mismatches_vs_finn == 0 and report.vs_pytorch.ok
     assert abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
 
 
