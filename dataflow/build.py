@@ -4,6 +4,7 @@ against golden.npz, and write folding.json, estimates.json/.txt and verification
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import warnings
@@ -141,7 +142,8 @@ def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None 
                 if log:
                     log(host_line(result.host_nodes))
             if golden is not None and cfg.verify:
-                check = verify_step(name, model, golden, cfg.verify_samples)
+                with _to_build_log(out / "build.log", f"verify {name}"):
+                    check = verify_step(name, model, golden, cfg.verify_samples)
                 result.checks.append(check)
                 write_json(out / VERIFICATION_FILE, _verification(result.checks))
                 if log:
@@ -173,17 +175,32 @@ def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None 
     return result
 
 
+@contextlib.contextmanager
+def _to_build_log(log_path: Path, header: str) -> Iterator[Any]:
+    """FINN's and qonnx' prints, log records and warnings go to build.log, not to the user's terminal."""
+    with (
+        open(log_path, "a") as log,
+        contextlib.redirect_stdout(log),
+        warnings.catch_warnings(record=True) as seen,
+    ):
+        warnings.simplefilter("always")
+        handler = logging.StreamHandler(log)
+        root = logging.getLogger()
+        saved = root.handlers[:]
+        root.handlers = [handler]
+        log.write(f"== {header}\n")
+        try:
+            yield log
+        finally:
+            root.handlers = saved
+            for w in seen:
+                log.write(f"warning: {w.message}\n")
+
+
 def _run_step(name: str, model: Any, cfg: BuildConfig) -> Any:
     """Run one step; FINN's prints and warnings go to build.log, its exceptions become one line."""
-    log_path = Path(cfg.output_dir) / "build.log"
     try:
-        with (
-            open(log_path, "a") as log,
-            contextlib.redirect_stdout(log),
-            warnings.catch_warnings(record=True) as seen,
-        ):
-            warnings.simplefilter("always")
-            log.write(f"== step {name}\n")
+        with _to_build_log(Path(cfg.output_dir) / "build.log", f"step {name}"):
             # qonnx names new tensors with random strings: seed them so the same input gives the same bytes.
             state = random.getstate()
             random.seed(zlib.crc32(name.encode()))
@@ -191,8 +208,6 @@ def _run_step(name: str, model: Any, cfg: BuildConfig) -> Any:
                 model = STEPS[name](model, cfg)
             finally:
                 random.setstate(state)
-            for w in seen:
-                log.write(f"warning: {w.message}\n")
         return model
     except BnnflowError:
         raise

@@ -203,6 +203,25 @@ _STUCK_HINTS = {
 }
 
 
+def _float_source(model: Any, tensor: str) -> Any | None:
+    """The non-hardware node upstream of `tensor` that keeps the data from being integer: of the chain of
+    non-hardware nodes back to integer data, the first that is not a scale or offset (those are only stuck
+    because of it), else the first."""
+    chain: list[Any] = []
+    node = model.find_producer(tensor)
+    while node is not None and not node.domain.startswith(HW_DOMAIN):
+        chain.insert(0, node)
+        dynamic = [i for i in node.input if i and model.get_initializer(i) is None]
+        if len(dynamic) != 1:
+            break
+        dt = model.get_tensor_datatype(dynamic[0])
+        if dt is not None and dt.is_integer():
+            break
+        node = model.find_producer(dynamic[0])
+    culprits = [n for n in chain if n.op_type not in ("Mul", "Add", "Sub", "Div")]
+    return (culprits or chain or [None])[0]
+
+
 def check_mappable(model: Any) -> None:
     """Every node between the first and the last hardware layer must itself be a hardware layer."""
     nodes = list(model.graph.node)
@@ -213,6 +232,21 @@ def check_mappable(model: Any) -> None:
             f"no node could be mapped to a hardware layer (ops: {', '.join(ops)}); quantize the weights and "
             "activations of the network (QuantLinear/QuantConv2d, QuantIdentity/QuantReLU/QuantHardTanh)"
         )
+    for node in nodes:
+        if node.domain.startswith(HW_DOMAIN):
+            dt = model.get_tensor_datatype(node.input[0])
+            if dt is not None and not dt.is_integer():
+                source = _float_source(model, node.input[0])
+                if source is None:
+                    raise BnnflowError(
+                        f"hardware layer '{node.name}' ({node.op_type}) takes {dt.name} data: the accelerator "
+                        "streams integers; put a quantized activation in front of it"
+                    )
+                hint = _STUCK_HINTS.get(source.op_type, "FINN has no hardware layer for it; remove it")
+                raise BnnflowError(
+                    f"node '{source.name}' (op type {source.op_type}) is left between hardware layers after FINN's "
+                    f"conversion, feeding {dt.name} data to '{node.name}': {hint}"
+                )
     stuck = [n for n in nodes[hw[0] : hw[-1] + 1] if not n.domain.startswith(HW_DOMAIN)]
     if stuck:
         node = stuck[0]

@@ -23,6 +23,7 @@ LIBRARY = (
     "bnn_thresholding.sv",
     "bnn_swg.sv",
     "bnn_pool.sv",
+    "bnn_fmpad.sv",
     "bnn_label_select.sv",
 )
 

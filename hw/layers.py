@@ -242,9 +242,29 @@ def pool(model: Any, node: Any, inst: Any) -> LayerRTL:
                     in_words)  # fmt: skip
 
 
+def fmpadding(model: Any, node: Any, inst: Any) -> LayerRTL:
+    if "dynamic_mode" in inst.get_nodeattr_types() and inst.get_nodeattr("dynamic_mode"):
+        raise BnnflowError(f"layer '{node.name}': padding reconfigured at run time (dynamic_mode) has no RTL")
+    idt = _dt(inst, "inputDataType")
+    if not idt.allowed(0):  # FINN pads with 0 too and refuses such types (get_input_datatype asserts)
+        raise BnnflowError(f"layer '{node.name}': zero padding needs a datatype that holds 0 (got {idt.name})")
+    (h, w), (pt, pl, pb, pr) = inst.get_nodeattr("ImgDim"), inst.get_nodeattr("Padding")  # Padding: T, L, B, R
+    c, simd = inst.get_nodeattr("NumChannels"), inst.get_nodeattr("SIMD")
+    images = int(np.prod(inst.get_nodeattr("numInputVectors")))
+    params: dict[str, int | str] = {
+        "BITS": idt.bitwidth(), "SIMD": simd, "C": c, "H": h, "W": w, "PT": pt, "PL": pl, "PB": pb, "PR": pr
+    }  # fmt: skip
+    in_words = images * h * w * c // simd
+    out_words = images * (h + pt + pb) * (w + pl + pr) * c // simd
+    # One output word per cycle: the same figure as FINN's get_exp_cycles.
+    return LayerRTL(node.name, "bnn_fmpad", params, _stream(idt, simd, in_words), _stream(idt, simd, out_words),
+                    out_words)  # fmt: skip
+
+
 LAYERS: dict[str, Callable[[Any, Any, Any], LayerRTL]] = {
     "ConvolutionInputGenerator": swg,
     "Pool": pool,
+    "FMPadding": fmpadding,
     "MVAU": mvau,
     "Thresholding": thresholding,
     "LabelSelect": label_select,

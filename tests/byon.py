@@ -70,7 +70,7 @@ class Net:
     """in_shape (C, H, W) for a CNN, (F,) for an MLP; inputs are floats in [0, 1)."""
 
     in_shape: tuple[int, ...]
-    in_act: Act
+    in_act: Act | None  # the input quantizer; None: the first layer takes the float input itself
     convs: tuple[Conv, ...] = ()
     dense: tuple[Dense, ...] = ()
     classes: int = 10
@@ -80,7 +80,7 @@ class Net:
     centre: bool = True  # 2x - 1 in front of the input quantizer, as bnn_pynq does
 
     def describe(self) -> str:
-        parts = [f"in{'x'.join(map(str, self.in_shape))}:{self.in_act}"]
+        parts = [f"in{'x'.join(map(str, self.in_shape))}:{self.in_act or 'float'}"]
         for c in self.convs:
             pool = f"+pool{c.pool[0]}s{c.pool[1]}" if c.pool else ""
             parts.append(f"conv{c.channels}k{c.kernel}s{c.stride}p{c.padding}{'b' if c.bias else ''}:{c.act}{pool}")
@@ -105,7 +105,7 @@ class ByonNet(nn.Module):
 
         super().__init__()
         self.net = net
-        layers: list[nn.Module] = [net.in_act.module()]
+        layers: list[nn.Module] = [net.in_act.module()] if net.in_act is not None else []
         wq = _weight_quant(net)
         channels = net.in_shape[0]
         for c in net.convs:

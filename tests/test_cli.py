@@ -29,11 +29,21 @@ def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
         assert needle in lines[0]
 
 
+def _assert_error_after_progress(code: int, err: str, *needles: str) -> None:
+    """A build logs its steps on stderr; it must still end in exactly one error line and no traceback."""
+    assert code != 0 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("bnnflow:")]
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
+    assert errors[0].startswith("bnnflow: error: ")
+    for needle in needles:
+        assert needle in errors[0]
+
+
 def test_main_job_runs_on_embedded_default(capsys, tmp_path: Path) -> None:
     code, out, _ = _run(capsys, "run", "--out", str(tmp_path), "--epochs", "3")
     assert code == 0
     assert "accuracy   test" in out and "QONNX == PyTorch on 64 golden inputs" in out
-    assert "dataflow   10 FINN steps, each equal to PyTorch (top-1) on 16 golden inputs" in out
+    assert "dataflow   10 FINN steps, each equal to PyTorch (tie-aware) on 16 golden inputs" in out
     assert "II " in out and "MVAU_hls_0" in out
     assert (tmp_path / "dataflow" / "estimates.json").is_file()
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "golden.npz").is_file()
@@ -120,7 +130,113 @@ def test_unwritable_output_directory(capsys, tmp_path: Path) -> None:
 
 def test_missing_checkpoint(capsys, tmp_path: Path) -> None:
     code, _, err = _run(capsys, "export", str(tmp_path / "nothing.pt"))
-    _assert_one_line_error(code, err, "checkpoint", "not found")
+    _assert_one_line_error(code, err, "nothing.pt does not exist", "bnnflow train --out DIR")
+
+
+def test_export_of_missing_directory(capsys, tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "export", str(tmp_path / "never-trained"))
+    _assert_one_line_error(code, err, "never-trained does not exist", "training output directory")
+    assert "--out /" not in err
+
+
+def test_corrupt_golden_file(capsys, tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1")
+    assert code == 0, err
+    (tmp_path / "r" / "golden.npz").write_bytes(b"PK\x03\x04 truncated zip")
+    code, _, err = _run(capsys, "build", str(tmp_path / "r" / "model.onnx"), "--out", str(tmp_path / "b"))
+    _assert_one_line_error(code, err, "golden.npz is corrupt", "write it again")
+    assert not (tmp_path / "b" / "intermediate" / "qonnx_to_finn.onnx").exists()
+    code, _, err = _run(capsys, "sim", str(tmp_path / "r" / "dataflow"), "--golden", str(tmp_path / "r" / "golden.npz"))
+    _assert_one_line_error(code, err, "golden.npz is corrupt")
+
+
+def test_float_onnx_from_another_exporter(capsys, tmp_path: Path) -> None:
+    """A plain float ONNX graph (no quantizers), as torch.onnx writes it, is refused in one line."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((8, 3)).astype(np.float32), "w2")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+            helper.make_node("Relu", ["h"], ["r"], name="relu"),
+            helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2"),
+        ],
+        "float_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [w1, w2],
+    )  # fmt: skip
+    path = tmp_path / "float.onnx"
+    onnx.save(helper.make_model(graph, producer_name="pytorch"), str(path))
+    np.save(tmp_path / "x.npy", rng.random((4, 16)).astype(np.float32))
+    code, _, err = _run(capsys, "golden", str(path), "--inputs", str(tmp_path / "x.npy"))
+    assert code == 0, err
+    code, _, err = _run(capsys, "build", str(path), "--out", str(tmp_path / "b"))
+    _assert_error_after_progress(code, err, "no quantizers", "float ONNX graph", "brevitas.export.export_qonnx")
+
+
+def test_unknown_operator_is_named(capsys, tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("FancyQuant", ["x"], ["y"], name="fq0", domain="my.ops")],
+        "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    path = tmp_path / "custom.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    code, _, err = _run(capsys, "build", str(path), "--out", str(tmp_path / "b"), "--no-verify")
+    _assert_one_line_error(code, err, "node 'fq0' (op type FancyQuant, domain my.ops)", "neither an ONNX nor a QONNX")
+
+
+def test_network_finn_cannot_map_is_refused_by_node(capsys, tmp_path: Path) -> None:
+    """A float Sigmoid between quantized layers stays between hardware layers: the one node is named."""
+    import brevitas.nn as qnn
+    import torch
+
+    from bnnflow.training.export import export_module
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        qnn.QuantIdentity(bit_width=2), qnn.QuantLinear(12, 10, bias=False, weight_bit_width=2),
+        qnn.QuantIdentity(bit_width=2), qnn.QuantLinear(10, 9, bias=False, weight_bit_width=2),
+        torch.nn.Sigmoid(), qnn.QuantIdentity(bit_width=2), qnn.QuantLinear(9, 4, bias=False, weight_bit_width=2),
+    )  # fmt: skip
+    export_module(model, np.random.default_rng(0).random((4, 12)).astype(np.float32), tmp_path / "src")
+    code, _, err = _run(capsys, "build", str(tmp_path / "src" / "model.onnx"), "--out", str(tmp_path / "b"))
+    _assert_error_after_progress(code, err, "(op type Sigmoid) is left between hardware layers", "remove it")
+
+
+def test_golden_for_a_model_exported_elsewhere(capsys, tmp_path: Path) -> None:
+    """`bnnflow golden` writes golden.npz from qonnx' execution and checks it against PyTorch's outputs."""
+    import brevitas.nn as qnn
+    import torch
+
+    from bnnflow.training.export import write_qonnx
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(qnn.QuantIdentity(bit_width=2), qnn.QuantLinear(6, 3, bias=True, weight_bit_width=2))
+    x = np.random.default_rng(0).random((5, 6)).astype(np.float32)
+    write_qonnx(model.eval(), torch.from_numpy(x[:1]), tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", x)
+    with torch.no_grad():
+        np.save(tmp_path / "y.npy", model(torch.from_numpy(x)).numpy())
+    np.save(tmp_path / "wrong.npy", np.zeros((5, 3), dtype=np.float32) + 7)
+    code, out, err = _run(capsys, "golden", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npy"),
+                          "--outputs", str(tmp_path / "y.npy"))  # fmt: skip
+    assert code == 0, err
+    assert "5 inputs" in out and (tmp_path / "golden.npz").is_file()
+    code, _, err = _run(capsys, "golden", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npy"),
+                        "--outputs", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "g2.npz"))  # fmt: skip
+    _assert_one_line_error(code, err, "disagrees with PyTorch on 15 output elements")
+    assert not (tmp_path / "g2.npz").exists()
+    code, _, err = _run(capsys, "golden", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "none.npy"))
+    _assert_one_line_error(code, err, "inputs file", "not found")
 
 
 def test_console_script_exit_code(tmp_path: Path) -> None:
@@ -172,7 +288,7 @@ def test_build_command_with_config_and_overrides(capsys, tmp_path: Path) -> None
         "256",
     )
     assert code == 0, err
-    assert "estimate: 2 golden inputs, top-1 mismatches 0" in err
+    assert "estimate: 2 inputs, top-1 divergent 0, near-ties 0" in err
     assert "II " in out and "FPS at 100 MHz" in out
     est = json.loads((tmp_path / "b" / "estimates.json").read_text())
     assert est["initiation_interval_cycles"] <= 256
@@ -228,6 +344,7 @@ def test_sim_command_with_relative_build_dir(capsys, tmp_path: Path, monkeypatch
     assert code == 0, err
     code, out, err = _run(capsys, "sim", "r/dataflow", "--samples", "5", "--backpressure")
     assert code == 0, err
-    assert "rtl        5 frames in Verilator: 0 output elements differ from FINN's execution" in out
+    assert "rtl        5 frames in Verilator: 0 of 5 output elements differ from FINN's execution" in out
+    assert "pytorch    host part + RTL vs golden: 5 inputs, top-1 divergent 0" in out
     assert "(with back-pressure)" in out
     assert json.loads((tmp_path / "r" / "dataflow" / "sim" / "report.json").read_text())["frames"] == 5

@@ -118,8 +118,9 @@ def check_export(model_path: Path, golden: dict[str, np.ndarray]) -> ExportCheck
     """Execute the exported graph on the golden inputs and compare with the PyTorch outputs."""
     from qonnx.core.datatype import DataType
     from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
 
-    wrapper = load_onnx(model_path).transform(InferDataTypes())
+    wrapper = load_onnx(model_path).transform(InferShapes()).transform(InferDataTypes())
     out_dtype = wrapper.get_tensor_datatype(wrapper.graph.output[0].name)
     integer = out_dtype is not None and out_dtype.is_integer() and out_dtype != DataType["FLOAT32"]
     actual = execute(wrapper, golden["inputs"])
@@ -172,7 +173,16 @@ def golden_from_onnx(
     if x.ndim == 0 or x.size != len(x) * per_input:
         raise BnnflowError(f"inputs of shape {x.shape} do not fit {model_path}'s input {shape}: give a batch of them")
     x = x.reshape(len(x), *shape[1:])
-    reference = execute(model, x).reshape(len(x), *model.get_tensor_shape(model.graph.output[0].name)[1:])
+    try:
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        model = model.transform(InferShapes())
+        reference = execute(model, x).reshape(len(x), *model.get_tensor_shape(model.graph.output[0].name)[1:])
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise BnnflowError(
+            f"qonnx cannot execute {model_path} ({type(exc).__name__}: {first}); export it again"
+        ) from exc
     golden = {"inputs": x, "outputs": (outputs if outputs is not None else reference).astype(np.float32)}
     dest = Path(dest) if dest is not None else Path(model_path).parent / GOLDEN_FILE
     check = check_export(model_path, golden)

@@ -129,7 +129,9 @@ def test_verification_reports_the_first_divergent_step(exported, tmp_path: Path,
         return model
 
     monkeypatch.setitem(steps_module.STEPS, "convert_to_hw", corrupting)
-    with pytest.raises(BnnflowError, match=r"step 'convert_to_hw' diverged from PyTorch: top-1 differs on \d+ of 4"):
+    with pytest.raises(
+        BnnflowError, match=r"step 'convert_to_hw' diverged from PyTorch on 4 golden inputs: top-1 diverges on \d+"
+    ):
         build(exported("tfc", 1, 1) / "model.onnx", _cfg(tmp_path, verify_samples=4))
     report = json.loads((tmp_path / "verification.json").read_text())
     assert report["first_divergent_step"] == "convert_to_hw"
@@ -149,7 +151,7 @@ def test_unmappable_op_names_node_and_type(exported, tmp_path: Path) -> None:
     onnx.save(model, str(path))
     with pytest.raises(BnnflowError) as err:
         build(path, _cfg(tmp_path / "b", verify=False))
-    assert "(op type Sigmoid) cannot be mapped to a hardware layer" in str(err.value)
+    assert "node 'MySigmoid' (op type Sigmoid) is left between hardware layers" in str(err.value)
 
 
 def test_malformed_onnx_and_missing_golden(tmp_path: Path) -> None:

@@ -1,0 +1,190 @@
+"""Bring your own network: Brevitas networks that bnnflow did not train, exported from float inputs as their users
+export them, go through build and RTL simulation with every output element equal to FINN's execution and the
+whole path (host part + RTL) equal to PyTorch; or they are refused by name."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bnnflow.dataflow.build import build
+from bnnflow.dataflow.config import BuildConfig
+from bnnflow.errors import BnnflowError
+from bnnflow.sim.harness import SimConfig, simulate
+from tests.byon import Act, Conv, Dense, Net, bnn_pynq, export_net
+
+pytestmark = [pytest.mark.verilator, pytest.mark.usefixtures("verilator")]
+
+# A parallel folding per bnn_pynq network (cycles per frame), beside the fully folded one (None).
+PARALLEL = {"tfc": 1000, "sfc": 4000, "lfc": 40000, "cnv": 400000}
+BNN_PYNQ = [
+    pytest.param(f"{net}_{bits}", fold, id=f"{net}_{bits}-{fold or 'folded'}",
+                 marks=[pytest.mark.slow] if net in ("lfc", "cnv") else [])
+    for net in ("tfc", "sfc", "lfc", "cnv")
+    for bits in (("1w1a", "1w2a", "2w2a") if net != "lfc" else ("1w1a", "1w2a"))
+    for fold in (None, PARALLEL[net])
+]  # fmt: skip
+
+
+def build_and_simulate(src: Path, out: Path, cycles: int | None = None, **cfg: object) -> object:
+    build(src / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=cycles, verify_samples=4, **cfg))
+    return simulate(SimConfig(build_dir=out, cppsim=False))
+
+
+def assert_exact(report: object) -> None:
+    assert report.mismatches_vs_finn == 0, "RTL differs from FINN's execution"
+    vs = report.vs_pytorch
+    assert vs is not None and vs.ok, vs
+    assert vs.samples == report.frames
+
+
+@pytest.fixture(scope="module")
+def pynq_exports(tmp_path_factory):
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            samples = 3 if name.startswith("cnv") else 5
+            cache[name] = bnn_pynq(name, tmp_path_factory.mktemp(name), samples=samples)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize(("name", "fold"), BNN_PYNQ)
+def test_bnn_pynq_from_float_input(pynq_exports, tmp_path, name, fold) -> None:
+    """FINN's own end-to-end networks as exported from float images: the input quantizer runs on the host."""
+    report = build_and_simulate(pynq_exports(name), tmp_path, fold)
+    assert_exact(report)
+    assert report.measured_ii is not None and abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
+
+
+def test_declared_uint8_input_moves_the_quantizer_into_hardware(pynq_exports, tmp_path) -> None:
+    """--input-datatype UINT8 --input-scale 255: the accelerator takes pixels, its first layer thresholds them."""
+    import json
+
+    report = build_and_simulate(pynq_exports("tfc_1w1a"), tmp_path, 1000, input_datatype="UINT8", input_scale=255)
+    assert_exact(report)
+    design = json.loads((tmp_path / "sim" / "rtl" / "design.json").read_text())
+    assert design["layers"][0]["module"] == "bnn_thresholding"
+    assert design["input"]["bits"] == 8 and not design["input"]["signed"]
+
+
+def test_input_scale_that_does_not_fit_the_data_is_refused(pynq_exports, tmp_path) -> None:
+    with pytest.raises(BnnflowError, match=r"times input_scale 100 is not an integer"):
+        build(pynq_exports("tfc_1w1a") / "model.onnx",
+              BuildConfig(output_dir=tmp_path, input_datatype="UINT8", input_scale=100))  # fmt: skip
+
+
+CYBERSEC = Net((593,), None, dense=tuple(Dense(64, bias=True, act=Act("relu", 2)) for _ in range(3)),
+               classes=1, wbits=2, out_bias=True, centre=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["bipolar-input", "float-input"])
+def test_cybersecurity_mlp(tmp_path, declared) -> None:
+    """FINN's cybersecurity tutorial network: 593 bipolar inputs, 3 x 64 with bias, BatchNorm and 2-bit QuantReLU,
+    2-bit weights, one output (no label selection: the float score is compared)."""
+    import numpy as np
+
+    from bnnflow.training.export import export_module
+    from tests.byon import build_net
+
+    model = build_net(CYBERSEC, seed=5)
+    x = np.where(np.random.default_rng(5).random((5, 593)) < 0.5, -1.0, 1.0).astype(np.float32)
+    src = export_module(model, x, tmp_path / "src").model_path.parent
+    extra = {"input_datatype": "BIPOLAR"} if declared else {}
+    report = build_and_simulate(src, tmp_path / "b", 2000, **extra)
+    assert_exact(report)
+    assert report.vs_pytorch.kind == "values" and report.vs_pytorch.elements == 5
+
+
+KINDS = {
+    "relu-bias-perchannel": Net((1, 7, 7), Act("relu", 2), dense=(Dense(13, bias=True, act=Act("relu", 3)),
+                                Dense(9, act=Act("hardtanh", 2))), classes=5, wbits=2, per_channel=True, out_bias=True),
+    "bipolar-w1": Net((20,), Act("identity", 1), dense=(Dense(17, act=Act("identity", 1)),), classes=4, wbits=1),
+    "unsigned-8bit-hardtanh1": Net((11,), Act("identity", 8, signed=False),
+                                   dense=(Dense(6, bn=False, act=Act("hardtanh", 1)), Dense(7, act=Act("relu", 1))),
+                                   classes=3, wbits=3),
+    "cnn-pad-stride-pool3s2": Net((2, 9, 9), Act("identity", 4),
+                                  convs=(Conv(5, 3, 1, 1, pool=(3, 2), bias=True, act=Act("relu", 2)),
+                                         Conv(6, 3, 2, 1, act=Act("identity", 3))),
+                                  dense=(Dense(7, act=Act("hardtanh", 2)),), classes=3, wbits=3),
+    "cnn-bipolar-nopad": Net((3, 8, 8), Act("hardtanh", 1), convs=(Conv(6, 2, 2, 0, bn=False,
+                             act=Act("identity", 1)),), classes=2, wbits=1, per_channel=False, out_bias=True),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_network_kinds(tmp_path, kind) -> None:
+    src = export_net(KINDS[kind], tmp_path / "src", samples=5, seed=1)
+    assert_exact(build_and_simulate(src, tmp_path / "b", 300))
+
+
+def test_copied_build_directory_still_simulates(tmp_path) -> None:
+    src = export_net(KINDS["cnn-pad-stride-pool3s2"], tmp_path / "src", samples=3)
+    build(src / "model.onnx", BuildConfig(output_dir=tmp_path / "b", verify_samples=2))
+    shutil.copytree(tmp_path / "b", tmp_path / "moved")
+    shutil.rmtree(tmp_path / "b")
+    shutil.rmtree(tmp_path / "src")
+    assert_exact(simulate(SimConfig(build_dir=tmp_path / "moved", cppsim=False)))
+
+
+# ------------------------------------------------------------------------------------------ random networks
+ACTS = st.builds(Act, kind=st.sampled_from(["identity", "relu", "hardtanh"]), bits=st.integers(1, 4),
+                 signed=st.booleans())  # fmt: skip
+
+
+@st.composite
+def networks(draw: st.DrawFn) -> Net:
+    """Random valid networks: MLPs and CNNs, odd widths, 1 to 4 bits, every activation kind, bias or not,
+    padding (never in front of bipolar data, which a zero pad cannot represent), stride, max-pool sizes."""
+    in_act = draw(ACTS)
+    wbits = draw(st.integers(1, 4))
+    dense = tuple(
+        Dense(draw(st.integers(3, 24)), bias=draw(st.booleans()), bn=draw(st.booleans()), act=draw(ACTS))
+        for _ in range(draw(st.integers(0, 2)))
+    )
+    common = {"wbits": wbits, "per_channel": draw(st.booleans()), "out_bias": draw(st.booleans()),
+              "classes": draw(st.integers(2, 7)), "centre": draw(st.booleans())}  # fmt: skip
+    if draw(st.booleans()):
+        return Net((draw(st.integers(3, 40)),), in_act, dense=dense, **common)
+    size = in_size = draw(st.integers(6, 11))
+    channels = draw(st.integers(1, 3))
+    convs, prev = [], in_act
+    for _ in range(draw(st.integers(1, 2))):
+        kernel = draw(st.integers(1, 3))
+        pad = 0 if prev.bipolar else draw(st.integers(0, 1))
+        stride = draw(st.integers(1, 2))
+        out = (size + 2 * pad - kernel) // stride + 1
+        if out < 2:
+            break
+        pool = None
+        if out >= 4 and draw(st.booleans()):
+            k = draw(st.integers(2, 3))
+            pool = (k, draw(st.integers(1, k)))
+            out = (out - pool[0]) // pool[1] + 1
+        act = draw(ACTS)
+        convs.append(Conv(draw(st.integers(2, 9)), kernel, stride, pad, pool, draw(st.booleans()), draw(st.booleans()),
+                          act))  # fmt: skip
+        size, prev = out, act
+    return Net((channels, in_size, in_size), in_act, convs=tuple(convs), dense=dense, **common)
+
+
+RANDOM = settings(max_examples=50, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+
+
+@pytest.mark.slow
+@settings(RANDOM)
+@given(net=networks())
+def test_random_brevitas_networks(tmp_path_factory, net) -> None:
+    """At least 50 random networks through export, build and RTL simulation, every element compared."""
+    tmp = tmp_path_factory.mktemp("net")
+    src = export_net(net, tmp / "src", samples=4, seed=2)
+    report = build_and_simulate(src, tmp / "b", 500)
+    assert report.mismatches_vs_finn == 0, net.describe()
+    assert report.vs_pytorch is not None and report.vs_pytorch.ok, (net.describe(), report.vs_pytorch)
