@@ -110,14 +110,15 @@ class Comparison:
 
     `kind` is "values" (the same tensor as PyTorch's) or "label" (a class index against PyTorch's logits).
     A top-1 difference is a divergence only where PyTorch's own choice is clear: the predicted class scores
-    below PyTorch's best by more than the tolerance. Otherwise it is a near-tie, counted but not an error.
+    below PyTorch's best by more than the tolerance. Otherwise it is a near-tie, counted but not an error; so is
+    any difference on a sample with a quantizer tie (an activation on a rounding boundary, see golden.npz).
     """
 
     kind: str
     samples: int
     elements: int  # compared output elements (values) or decisions (label)
     mismatches: int  # values: elements beyond the tolerance (integer outputs: any difference)
-    max_abs_diff: float | None
+    max_abs_diff: float | None  # over the samples without quantizer ties
     top1_divergent: int
     near_ties: int
     tolerance: float
@@ -144,43 +145,54 @@ def _tolerance(golden: np.ndarray, tolerance: float) -> np.ndarray:
     return tolerance * np.maximum(1.0, np.abs(golden))
 
 
-def _top1(predicted: np.ndarray, golden: np.ndarray, tolerance: float) -> tuple[int, int]:
-    """(divergent, near-ties) of predicted class indices against golden logits (one row per sample)."""
+def _top1(predicted: np.ndarray, golden: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: (divergent, near-tie) of predicted class indices against golden logits."""
     rows = np.arange(len(predicted))
     best = golden.max(axis=1)
     chosen = golden[rows, predicted]
     within = chosen >= best - _tolerance(best, tolerance)
     differs = predicted != golden.argmax(axis=1)
-    return int(np.count_nonzero(~within)), int(np.count_nonzero(differs & within))
+    return ~within, differs & within
 
 
 def compare_outputs(
-    actual: np.ndarray, golden: np.ndarray, integer: bool = False, tolerance: float = FLOAT_TOLERANCE
+    actual: np.ndarray,
+    golden: np.ndarray,
+    integer: bool = False,
+    tolerance: float = FLOAT_TOLERANCE,
+    quantizer_ties: np.ndarray | None = None,
 ) -> Comparison:
     """Compare outputs with golden (PyTorch) outputs, one row per sample.
 
     If `actual` has one element per sample where golden has several, it is a class index (label selection).
     Otherwise every element is compared: exactly when `integer`, else within `tolerance` relative to
     max(1, |golden|); and for outputs with several elements, the top-1 decision as described in Comparison.
+    `quantizer_ties` marks samples on which some activation of the network lies on a quantizer's rounding
+    boundary (see golden.npz): float summation order decides such a value, so any difference on those samples
+    is a near-tie, counted as such, not a divergence.
     """
     n = len(golden)
     g = np.asarray(golden, dtype=np.float64).reshape(n, -1)
     a = np.asarray(actual, dtype=np.float64).reshape(n, -1)
+    tied = np.zeros(n, bool) if quantizer_ties is None else np.asarray(quantizer_ties, bool).reshape(-1)[:n]
     if a.shape[1] == 1 and g.shape[1] > 1:
         idx = np.rint(a[:, 0]).astype(np.int64)
         if np.any(idx < 0) or np.any(idx >= g.shape[1]) or not np.all(a[:, 0] == idx):
             return Comparison("label", n, n, n, None, n, 0, tolerance)
-        divergent, ties = _top1(idx, g, tolerance)
-        return Comparison("label", n, n, 0, None, divergent, ties, tolerance)
+        divergent, near = _top1(idx, g, tolerance)
+        return Comparison("label", n, n, 0, None, int(np.count_nonzero(divergent & ~tied)),
+                          int(np.count_nonzero(near | (divergent & tied))), tolerance)  # fmt: skip
     if a.shape != g.shape:
         raise BnnflowError(f"outputs of shape {a.shape[1:]} per input cannot be compared with golden {g.shape[1:]}")
     diff = np.abs(a - g)
     bad = diff != 0 if integer else diff > _tolerance(g, tolerance)
-    divergent = ties = 0
+    divergent = near = np.zeros(n, bool)
     if g.shape[1] > 1:
-        divergent, ties = _top1(a.argmax(axis=1), g, tolerance)
-    return Comparison("values", n, int(g.size), int(np.count_nonzero(bad)), float(diff.max(initial=0.0)),
-                      divergent, ties, tolerance)  # fmt: skip
+        divergent, near = _top1(a.argmax(axis=1), g, tolerance)
+    off = bad.any(axis=1) | divergent
+    return Comparison("values", n, int(g.size), int(np.count_nonzero(bad[~tied])),
+                      float(diff[~tied].max(initial=0.0)), int(np.count_nonzero(divergent & ~tied)),
+                      int(np.count_nonzero((near & ~tied) | (off & tied))), tolerance)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ build directory

@@ -65,4 +65,5 @@ def execute_graph(model: Any, inputs: np.ndarray) -> np.ndarray:
 def verify_step(step: str, model: Any, golden: dict[str, np.ndarray], samples: int) -> StepCheck:
     n = min(samples, len(golden["inputs"]))
     actual = execute_graph(model, golden["inputs"][:n])
-    return StepCheck(step, compare_outputs(actual, golden["outputs"][:n]))
+    ties = golden.get("quantizer_ties")
+    return StepCheck(step, compare_outputs(actual, golden["outputs"][:n], quantizer_ties=ties))

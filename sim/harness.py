@@ -176,7 +176,12 @@ def steady_state_ii(out_last: list[int]) -> float | None:
     return (out_last[-1] - out_last[start - 1]) / (len(out_last) - start)
 
 
-def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np.ndarray | None = None) -> SimReport:
+def simulate(
+    cfg: SimConfig,
+    inputs: np.ndarray | None = None,
+    torch_outputs: np.ndarray | None = None,
+    quantizer_ties: np.ndarray | None = None,
+) -> SimReport:
     """Generate RTL for the build, simulate it on golden (or given) inputs with the host part of the network
     around it, compare, measure cycles."""
     build_dir = Path(cfg.build_dir)
@@ -186,9 +191,11 @@ def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np
     if inputs is None:
         golden = load_golden(cfg.golden or build_golden_path(build_dir))
         inputs, torch_outputs = golden["inputs"], golden["outputs"]
+        quantizer_ties = golden.get("quantizer_ties")
     if cfg.samples is not None:
         inputs = inputs[: cfg.samples]
         torch_outputs = None if torch_outputs is None else torch_outputs[: cfg.samples]
+        quantizer_ties = None if quantizer_ties is None else quantizer_ties[: cfg.samples]
     host = HostGraphs.of_model(model)
     with warnings.catch_warnings():  # qonnx warns about datatype annotations it rounds to; not the user's concern
         warnings.simplefilter("ignore")
@@ -202,7 +209,9 @@ def simulate(cfg: SimConfig, inputs: np.ndarray | None = None, torch_outputs: np
         reference = execute_accelerator(model, accel_inputs).reshape(values.shape)
         final = host.outputs(values)
     mismatches = int(np.count_nonzero(values != reference))
-    vs_pytorch = compare_outputs(final, torch_outputs) if torch_outputs is not None else None
+    vs_pytorch = None
+    if torch_outputs is not None:
+        vs_pytorch = compare_outputs(final, torch_outputs, quantizer_ties=quantizer_ties)
     slowest = max(design.layers, key=lambda layer: layer.expected_cycles)
     latency = cycles["out_last"][0] - cycles["in_first"][0] + 1 if cycles["out_last"] else 0
     report = SimReport(

@@ -14,8 +14,8 @@ from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
 from bnnflow.hw.generate import LIBRARY, folded_model_path, generate
 from bnnflow.hw.synth import find_yosys, synthesize
+from tests.byon import Act, Conv, Net, export_net
 from tests.dataflow.conftest import exported  # noqa: F401
-from tests.sim.conftest import tiny_cnn
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,20 @@ def _build(src: Path, out: Path, cycles: int) -> Path:
     return out
 
 
-def test_generated_accelerators_synthesize_with_yosys(yosys, exported, real_images, capsys, tmp_path) -> None:  # noqa: F811
+def test_generated_accelerators_synthesize_with_yosys(yosys, exported, capsys, tmp_path) -> None:  # noqa: F811
     """`bnnflow synth` on a TFC and a user CNN: every layer module is read by read_slang and synthesized."""
     from bnnflow.cli import main
 
-    (tmp_path / "cnn").mkdir()
+    padded_cnn = Net(
+        (1, 10, 10),
+        Act("identity", 2),
+        classes=4,
+        wbits=1,
+        convs=(Conv(6, 3, 1, 1, pool=(2, 2), act=Act("identity", 2)), Conv(8, 3, 1, 0, act=Act("relu", 2))),
+    )
     cases = {
         "tfc-w1a1": (exported("tfc", 1, 1, 4), 1000),
-        "cnn-w1a2": (tiny_cnn(tmp_path / "cnn", real_images, 1, 2), 300),
+        "cnn-pad-w1a2": (export_net(padded_cnn, tmp_path / "cnn", samples=2), 300),
     }
     modules: set[str] = set()
     for name, (src, cycles) in cases.items():
@@ -55,8 +61,7 @@ def test_generated_accelerators_synthesize_with_yosys(yosys, exported, real_imag
         rtl = out / "synth" / "rtl"
         modules |= {layer["module"] for layer in json.loads((rtl / "design.json").read_text())["layers"]}
         modules |= {"bnn_fifo"} if "bnn_fifo #(" in (rtl / "bnn_top.sv").read_text() else set()
-    # The CNN here has unpadded convolutions: bnn_fmpad is synthesized in tests/hw/test_fmpad_property.py.
-    assert modules | {"bnn_fmpad"} == {name.removesuffix(".sv") for name in LIBRARY}
+    assert modules == {name.removesuffix(".sv") for name in LIBRARY}
 
 
 @pytest.mark.slow

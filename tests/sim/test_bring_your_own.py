@@ -107,7 +107,7 @@ KINDS = {
                                 Dense(9, act=Act("hardtanh", 2))), classes=5, wbits=2, per_channel=True, out_bias=True),
     "bipolar-w1": Net((20,), Act("identity", 1), dense=(Dense(17, act=Act("identity", 1)),), classes=4, wbits=1),
     "unsigned-8bit-hardtanh1": Net((11,), Act("identity", 8, signed=False),
-                                   dense=(Dense(6, bn=False, act=Act("hardtanh", 1)), Dense(7, act=Act("relu", 1))),
+                                   dense=(Dense(6, bn=False, act=Act("hardtanh", 1)), Dense(7, act=Act("relu", 2))),
                                    classes=3, wbits=3),
     "cnn-pad-stride-pool3s2": Net((2, 9, 9), Act("identity", 4),
                                   convs=(Conv(5, 3, 1, 1, pool=(3, 2), bias=True, act=Act("relu", 2)),
@@ -124,6 +124,13 @@ def test_network_kinds(tmp_path, kind) -> None:
     assert_exact(build_and_simulate(src, tmp_path / "b", 300))
 
 
+def test_brevitas_one_bit_unsigned_export_is_refused(tmp_path) -> None:
+    """Brevitas writes QuantReLU(bit_width=1) as a BipolarQuant: the export check catches it and says why."""
+    net = Net((11,), Act("identity", 2), dense=(Dense(7, act=Act("relu", 1)),), classes=3, wbits=2)
+    with pytest.raises(BnnflowError, match=r"disagrees with PyTorch .* 1-bit unsigned activation before"):
+        export_net(net, tmp_path, samples=5, seed=1)
+
+
 def test_copied_build_directory_still_simulates(tmp_path) -> None:
     src = export_net(KINDS["cnn-pad-stride-pool3s2"], tmp_path / "src", samples=3)
     build(src / "model.onnx", BuildConfig(output_dir=tmp_path / "b", verify_samples=2))
@@ -134,8 +141,16 @@ def test_copied_build_directory_still_simulates(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ random networks
-ACTS = st.builds(Act, kind=st.sampled_from(["identity", "relu", "hardtanh"]), bits=st.integers(1, 4),
-                 signed=st.booleans())  # fmt: skip
+@st.composite
+def activations(draw: st.DrawFn) -> Act:
+    """Every kind at 1 to 4 bits; 1-bit only where signed (bipolar): Brevitas exports a 1-bit unsigned
+    quantizer as bipolar (see test_brevitas_one_bit_unsigned_export_is_refused)."""
+    kind = draw(st.sampled_from(["identity", "relu", "hardtanh"]))
+    signed = kind == "hardtanh" or (kind == "identity" and draw(st.booleans()))
+    return Act(kind, draw(st.integers(1 if signed else 2, 4)), signed)
+
+
+ACTS = activations()
 
 
 @st.composite
