@@ -31,6 +31,26 @@ QUANT_OPS = frozenset({"Quant", "BipolarQuant", "BinaryQuant", "Trunc", "MultiTh
 BREVITAS_HINT = "export a Brevitas model with brevitas.export.export_qonnx"
 
 
+SOURCE_NAME = "bnnflow.source_name"
+
+
+def mark_source_names(model: Any) -> Any:
+    """Remember each node's name in the exported file (node metadata), since tidy_up renames nodes."""
+    from onnx import StringStringEntryProto
+
+    for node in model.graph.node:
+        if not any(p.key == SOURCE_NAME for p in node.metadata_props):
+            node.metadata_props.append(StringStringEntryProto(key=SOURCE_NAME, value=node.name))
+    return model
+
+
+def describe_node(node: Any) -> str:
+    """'name' (op type T), with the name the node had in the exported model where it was renamed."""
+    source = next((p.value for p in node.metadata_props if p.key == SOURCE_NAME), node.name)
+    renamed = f", '{source}' in the exported model" if source and source != node.name else ""
+    return f"node '{node.name}' (op type {node.op_type}{renamed})"
+
+
 def check_operators(model: Any) -> None:
     """Every node must be an ONNX or QONNX/FINN operator, and the graph must hold quantizers."""
     import onnx.defs
@@ -59,7 +79,7 @@ def step_qonnx_to_finn(model: Any, cfg: BuildConfig) -> Any:
     from qonnx.util.cleanup import cleanup_model
 
     check_operators(model)
-    model = cleanup_model(model)
+    model = cleanup_model(mark_source_names(model))
     if cfg.input_datatype is not None:
         model = model.transform(ScaleInput(cfg.input_datatype, cfg.input_scale))
     if not any(n.op_type in QUANT_OPS - {"MultiThreshold"} for n in model.graph.node):
@@ -183,7 +203,7 @@ def check_padding(model: Any) -> None:
         pads = getCustomOp(node).get_nodeattr("pad_amount")
         if any(pads) and model.get_tensor_datatype(node.input[0]) == DataType["BIPOLAR"]:
             raise BnnflowError(
-                f"node '{node.name}' pads bipolar (1-bit) activations with 0, which a -1/+1 stream cannot "
+                f"{describe_node(node)} pads bipolar (1-bit) activations with 0, which a -1/+1 stream cannot "
                 "carry; use padding=0 for this convolution, or 2-bit activations in front of it"
             )
 
@@ -244,7 +264,7 @@ def check_mappable(model: Any) -> None:
                     )
                 hint = _STUCK_HINTS.get(source.op_type, "FINN has no hardware layer for it; remove it")
                 raise BnnflowError(
-                    f"node '{source.name}' (op type {source.op_type}) is left between hardware layers after FINN's "
+                    f"{describe_node(source)} is left between hardware layers after FINN's "
                     f"conversion, feeding {dt.name} data to '{node.name}': {hint}"
                 )
     stuck = [n for n in nodes[hw[0] : hw[-1] + 1] if not n.domain.startswith(HW_DOMAIN)]
@@ -253,8 +273,7 @@ def check_mappable(model: Any) -> None:
         hint = _STUCK_HINTS.get(node.op_type, "FINN has no hardware layer for it; remove it, or move it to the end")
         more = f" ({len(stuck) - 1} more after it)" if len(stuck) > 1 else ""
         raise BnnflowError(
-            f"node '{node.name}' (op type {node.op_type}) is left between hardware layers after FINN's "
-            f"conversion{more}: {hint}"
+            f"{describe_node(node)} is left between hardware layers after FINN's conversion{more}: {hint}"
         )
 
 

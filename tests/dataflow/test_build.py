@@ -151,7 +151,7 @@ def test_unmappable_op_names_node_and_type(exported, tmp_path: Path) -> None:
     onnx.save(model, str(path))
     with pytest.raises(BnnflowError) as err:
         build(path, _cfg(tmp_path / "b", verify=False))
-    assert "node 'MySigmoid' (op type Sigmoid) is left between hardware layers" in str(err.value)
+    assert "(op type Sigmoid, 'MySigmoid' in the exported model) is left between hardware layers" in str(err.value)
 
 
 def test_malformed_onnx_and_missing_golden(tmp_path: Path) -> None:
