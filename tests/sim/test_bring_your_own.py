@@ -113,6 +113,10 @@ KINDS = {
                                   convs=(Conv(5, 3, 1, 1, pool=(3, 2), bias=True, act=Act("relu", 2)),
                                          Conv(6, 3, 2, 1, act=Act("identity", 3))),
                                   dense=(Dense(7, act=Act("hardtanh", 2)),), classes=3, wbits=3),
+    "int8-hidden-w6-perchannel": Net((10,), Act("hardtanh", 8), dense=(Dense(5, act=Act("identity", 8)),
+                                     Dense(6, bias=True, act=Act("relu", 5))), classes=3, wbits=6, per_channel=True),
+    "cnn-uint8-w8-stride2-pool2s1": Net((3, 7, 7), Act("identity", 8, signed=False), classes=4, wbits=8, centre=False,
+                                        convs=(Conv(4, 3, 2, 1, act=Act("relu", 8), pool=(2, 1)),)),
     "cnn-bipolar-nopad": Net((3, 8, 8), Act("hardtanh", 1), convs=(Conv(6, 2, 2, 0, bn=False,
                              act=Act("identity", 1)),), classes=2, wbits=1, per_channel=False, out_bias=True),
 }  # fmt: skip
