@@ -219,6 +219,8 @@ _STUCK_HINTS = {
     "Im2Col": "its input is not an integer tensor: put a quantized activation in front of this layer",
     "MultiThreshold": "a quantizer FINN could not turn into a hardware layer (its input is not integer)",
     "Transpose": "a layout change FINN could not absorb (flatten only once, after the last convolution)",
+    "AveragePool": "bnnflow's RTL has max-pool only; use nn.MaxPool2d",
+    "GlobalAveragePool": "bnnflow's RTL has max-pool only; use nn.MaxPool2d",
     "Reshape": "a layout change FINN could not absorb (flatten only once, after the last convolution)",
 }
 
@@ -252,6 +254,7 @@ def check_mappable(model: Any) -> None:
             f"no node could be mapped to a hardware layer (ops: {', '.join(ops)}); quantize the weights and "
             "activations of the network (QuantLinear/QuantConv2d, QuantIdentity/QuantReLU/QuantHardTanh)"
         )
+    check_chain(model)
     for node in nodes:
         if node.domain.startswith(HW_DOMAIN):
             dt = model.get_tensor_datatype(node.input[0])
@@ -275,6 +278,30 @@ def check_mappable(model: Any) -> None:
         raise BnnflowError(
             f"{describe_node(node)} is left between hardware layers after FINN's conversion{more}: {hint}"
         )
+    tail = nodes[hw[-1] + 1 :]
+    if any(n.op_type in COMPUTE_OPS for n in tail):
+        passive = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Mul", "Add", "Sub", "Div")
+        node = next((n for n in tail if n.op_type not in passive), tail[0])
+        hint = _STUCK_HINTS.get(node.op_type, "FINN has no hardware layer for it; remove it or replace it")
+        raise BnnflowError(
+            f"{describe_node(node)} has no hardware layer after FINN's conversion, so the layers after it would "
+            f"run on the host: {hint}"
+        )
+
+
+# Layers that belong in the accelerator: a host part after it may scale, offset and select, not compute.
+COMPUTE_OPS = frozenset({"MatMul", "Gemm", "Conv", "XnorPopcountMatMul", "Im2Col"})
+
+
+def check_chain(model: Any) -> None:
+    """bnnflow's RTL is a chain of layers: refuse, by node, a graph that forks or joins (skip connections)."""
+    for node in model.graph.node:
+        dynamic = [i for i in node.input if i and model.get_initializer(i) is None]
+        if len(dynamic) > 1 and node.op_type not in ("TopK",):
+            raise BnnflowError(
+                f"{describe_node(node)} joins {len(dynamic)} branches (a residual or skip connection): bnnflow "
+                "generates RTL for chains of layers only; remove the connection"
+            )
 
 
 def step_minimize_bit_width(model: Any, cfg: BuildConfig) -> Any:

@@ -185,3 +185,47 @@ def test_narrow_range_activations_keep_their_bias(exported, tmp_path: Path) -> N
     model = ModelWrapper(str(tmp_path / "b" / "intermediate" / "convert_to_hw.onnx"))
     thr = getCustomOp(model.get_nodes_by_op_type("Thresholding")[0])
     assert thr.get_nodeattr("outputDataType") == "BIPOLAR" and thr.get_nodeattr("ActVal") == 0
+
+
+def _export(module, shape, out: Path) -> Path:
+    import torch
+
+    from bnnflow.training.export import export_module
+
+    torch.manual_seed(0)
+    export_module(module.eval(), torch.rand(3, *shape).numpy(), out)
+    return out / "model.onnx"
+
+
+def test_skip_connection_is_refused_by_node(tmp_path: Path) -> None:
+    import brevitas.nn as qnn
+    import torch
+
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp, self.act = qnn.QuantIdentity(bit_width=4), qnn.QuantIdentity(bit_width=4)
+            self.fc1 = qnn.QuantLinear(8, 8, bias=False, weight_bit_width=2)
+            self.fc2 = qnn.QuantLinear(8, 3, bias=False, weight_bit_width=2)
+
+        def forward(self, x):
+            x = self.inp(x)
+            return self.fc2(self.act(self.act(self.fc1(x)) + x))
+
+    with pytest.raises(BnnflowError, match=r"\(op type Add.*\) joins 2 branches \(a residual or skip connection\)"):
+        build(_export(Residual(), (8,), tmp_path / "src"), _cfg(tmp_path / "b"))
+
+
+def test_layer_without_hardware_mapping_before_compute_is_refused(tmp_path: Path) -> None:
+    """An average pool has no hardware layer: the build names it instead of running the layers after it on the
+    host (a host part after the accelerator may scale and select, not compute)."""
+    import brevitas.nn as qnn
+    import torch
+
+    net = torch.nn.Sequential(
+        qnn.QuantIdentity(bit_width=4), qnn.QuantConv2d(1, 4, 3, bias=False, weight_bit_width=2),
+        qnn.QuantReLU(bit_width=2), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
+        qnn.QuantLinear(36, 3, bias=False, weight_bit_width=2),
+    )  # fmt: skip
+    with pytest.raises(BnnflowError, match=r"\(op type AveragePool.*\) has no hardware layer .* use nn.MaxPool2d"):
+        build(_export(net, (1, 8, 8), tmp_path / "src"), _cfg(tmp_path / "b"))
