@@ -50,7 +50,23 @@ def load_onnx(path: Path) -> Any:
         raise BnnflowError(f"{path} is not a valid ONNX model ({type(exc).__name__}); export it again") from exc
     if len(model.graph.node) == 0 or len(model.graph.input) == 0 or len(model.graph.output) == 0:
         raise BnnflowError(f"{path} is not a valid ONNX model (empty graph); export it again")
-    return model
+    return _batch_of_one(model, path)
+
+
+def _batch_of_one(model: Any, path: Path) -> Any:
+    """A graph exported with a dynamic batch dimension, fixed to the batch of one that the flow executes."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if not dims or (dims[0].HasField("dim_value") and dims[0].dim_value == 1):
+        return model
+    from qonnx.util.cleanup import cleanup_model
+
+    try:
+        return cleanup_model(model, override_inpsize=1)
+    except Exception as exc:
+        raise BnnflowError(
+            f"{path}: cannot fix its batch dimension ({dims[0].dim_param or dims[0].dim_value}) to 1 "
+            f"({type(exc).__name__}); export it with a batch of one"
+        ) from exc
 
 
 def save_model(model: Any, dest: Path) -> None:

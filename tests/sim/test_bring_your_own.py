@@ -15,7 +15,7 @@ from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
 from bnnflow.sim.harness import SimConfig, simulate
-from tests.byon import Act, Conv, Dense, Net, bnn_pynq, export_net
+from tests.byon import Act, Conv, Dense, Net, bnn_pynq, build_net, export_net, inputs_for
 
 pytestmark = [pytest.mark.verilator, pytest.mark.usefixtures("verilator")]
 
@@ -91,7 +91,6 @@ def test_cybersecurity_mlp(tmp_path, declared) -> None:
     import numpy as np
 
     from bnnflow.training.export import export_module
-    from tests.byon import build_net
 
     model = build_net(CYBERSEC, seed=5)
     x = np.where(np.random.default_rng(5).random((5, 593)) < 0.5, -1.0, 1.0).astype(np.float32)
@@ -209,3 +208,34 @@ def test_random_brevitas_networks(tmp_path_factory, net) -> None:
     report = build_and_simulate(src, tmp / "b", 500)
     assert report.mismatches_vs_finn == 0, net.describe()
     assert report.vs_pytorch is not None and report.vs_pytorch.ok, (net.describe(), report.vs_pytorch)
+
+
+def test_torchscript_exporter_with_dynamic_batch(tmp_path) -> None:
+    """Another exporter of the same kind: Brevitas' QONNX export through torch's TorchScript exporter, with a
+    dynamic batch dimension, golden data written with `bnnflow golden`, then build and simulation."""
+    import numpy as np
+    import torch
+    from brevitas.export import export_qonnx
+
+    from bnnflow.cli import main
+
+    net = Net((12,), Act("identity", 4), dense=(Dense(10, bias=True, act=Act("relu", 3)),), classes=4, wbits=3)
+    model = build_net(net, seed=4)
+    x = inputs_for(net, 5, seed=4)
+    src = tmp_path / "src"
+    src.mkdir()
+    export_qonnx(model, args=torch.from_numpy(x[:1]), export_path=str(src / "model.onnx"), dynamo=False,
+                 input_names=["inp"], dynamic_axes={"inp": {0: "batch"}})  # fmt: skip
+    np.save(tmp_path / "x.npy", x)
+    with torch.no_grad():
+        np.save(tmp_path / "y.npy", model(torch.from_numpy(x)).numpy())
+    args = [
+        "golden",
+        str(src / "model.onnx"),
+        "--inputs",
+        str(tmp_path / "x.npy"),
+        "--outputs",
+        str(tmp_path / "y.npy"),
+    ]
+    assert main(args) == 0
+    assert_exact(build_and_simulate(src, tmp_path / "b", 200))
