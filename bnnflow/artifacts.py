@@ -28,7 +28,6 @@ MODEL_FILE = "model.onnx"
 GOLDEN_FILE = "golden.npz"
 INTERMEDIATE = "intermediate"
 PARENT_FILE = "dataflow_parent.onnx"  # inside INTERMEDIATE
-PARTITIONS = "partitions"  # inside INTERMEDIATE
 BUILD_CONFIG_FILE = "build_config.json"
 VERIFICATION_FILE = "verification.json"
 # Metadata of an accelerator graph: its host graph (the nodes around it), a base64 serialized ONNX model.

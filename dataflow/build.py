@@ -19,14 +19,15 @@ import numpy as np
 from bnnflow.artifacts import (
     BUILD_CONFIG_FILE,
     GOLDEN_FILE,
-    INTERMEDIATE,
     PARENT_FILE,
     VERIFICATION_FILE,
+    intermediate_dir,
     load_golden,
     load_onnx,
     relative_to,
     save_golden,
     save_model,
+    step_model_path,
 )
 from bnnflow.dataflow.config import BuildConfig, BuildTarget
 from bnnflow.dataflow.estimate import estimate, format_table
@@ -50,7 +51,7 @@ class BuildResult:
 
     @property
     def final_model(self) -> Path:
-        return self.output_dir / INTERMEDIATE / f"{self.steps[-1]}.onnx"
+        return step_model_path(self.output_dir, self.steps[-1])
 
 
 @contextlib.contextmanager
@@ -110,7 +111,7 @@ def scaled_golden(golden: dict[str, np.ndarray], cfg: BuildConfig, source: Path)
 def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None = None) -> BuildResult:
     """Compile an exported QONNX model to a folded dataflow graph with estimates (and further with Vivado)."""
     out = ensure_writable_dir(cfg.output_dir, "build directory")
-    inter = out / INTERMEDIATE
+    inter = intermediate_dir(out)
     inter.mkdir(exist_ok=True)
     run = _step_range(cfg)
     if cfg.folding_config_file is not None and "fold" in run:
@@ -120,7 +121,7 @@ def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None 
     if first:
         model = load_onnx(Path(model_path))
     else:
-        previous = inter / f"{names[names.index(run[0]) - 1]}.onnx"
+        previous = step_model_path(out, names[names.index(run[0]) - 1])
         if not previous.is_file():
             raise BnnflowError(f"cannot start at '{run[0]}': {previous} is missing; run the earlier steps first")
         model = load_onnx(previous)
@@ -133,7 +134,7 @@ def build(model_path: Path, cfg: BuildConfig, log: Callable[[str], None] | None 
     with finn_environment(out):
         for name in run:
             model = _run_step(name, model, cfg)
-            save_model(model, inter / f"{name}.onnx")
+            save_model(model, step_model_path(out, name))
             result.steps.append(name)
             parent = host_graph(model)
             if parent is not None and name == "create_dataflow_partition":

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from bnnflow.artifacts import step_model_path
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir, write_json, write_text
 from bnnflow.hw.layers import LayerRTL, follow_input, layer_rtl
@@ -49,7 +50,7 @@ def library_files() -> list[Path]:
 def folded_model_path(build_dir: Path) -> Path:
     """The folded graph of a `bnnflow build` directory."""
     for step in ("estimate", "fold"):
-        path = Path(build_dir) / "intermediate" / f"{step}.onnx"
+        path = step_model_path(build_dir, step)
         if path.is_file():
             return path
     raise BnnflowError(f"{build_dir} holds no folded graph (intermediate/fold.onnx); run `bnnflow build` first")
