@@ -113,6 +113,16 @@ def _thresholds(model: Any, node: Any, rows: int) -> np.ndarray:
     return np.broadcast_to(thr, (rows, thr.shape[-1])) if thr.shape[0] == 1 else thr
 
 
+def accumulator_range(weights: np.ndarray, idt: Any) -> tuple[int, int]:
+    """The exact range of W^T x over all inputs x of type idt, for these integer weights (MW x MH): what FINN's
+    MinimizeAccumulatorWidth sizes the accumulator for, so that a raw accumulator stream has FINN's width."""
+    xlo, xhi = (-1, 1) if _is_bipolar(idt) else (int(idt.min()), int(idt.max()))
+    w = np.asarray(weights, dtype=np.int64)
+    lo = np.minimum(w * xlo, w * xhi).sum(axis=0)
+    hi = np.maximum(w * xlo, w * xhi).sum(axis=0)
+    return int(lo.min()), int(hi.max())
+
+
 def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
     mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
     pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
@@ -148,7 +158,7 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
         # The raw accumulator leaves the layer. FINN's accDataType can be too narrow for it (INT7 for a
         # 64-input XNOR popcount, whose range is 0..64), so it is used only when it holds the true range.
         adt = _dt(inst, "accDataType")
-        lo, hi = (0, mw) if xnor else (-bound, bound)
+        lo, hi = (0, mw) if xnor else accumulator_range(weights, idt)
         if adt.min() <= lo and hi <= adt.max():
             out = _stream(adt, pe, nf * vectors)
         elif lo >= 0:

@@ -55,6 +55,7 @@ class Conv:
     bias: bool = False
     bn: bool = True
     act: Act = field(default_factory=Act)
+    pool_first: bool = False  # conv -> pool -> BatchNorm -> activation, instead of pooling the activations
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Net:
     def describe(self) -> str:
         parts = [f"in{'x'.join(map(str, self.in_shape))}:{self.in_act or 'float'}"]
         for c in self.convs:
-            pool = f"+pool{c.pool[0]}s{c.pool[1]}" if c.pool else ""
+            pool = f"+{'prepool' if c.pool_first else 'pool'}{c.pool[0]}s{c.pool[1]}" if c.pool else ""
             parts.append(f"conv{c.channels}k{c.kernel}s{c.stride}p{c.padding}{'b' if c.bias else ''}:{c.act}{pool}")
         parts += [f"fc{d.width}{'b' if d.bias else ''}:{d.act}" for d in self.dense]
         scale = "pc" if self.per_channel else "pt"
@@ -111,11 +112,12 @@ class ByonNet(nn.Module):
         for c in net.convs:
             layers.append(qnn.QuantConv2d(channels, c.channels, c.kernel, stride=c.stride, padding=c.padding,
                                           bias=c.bias, **wq))  # fmt: skip
+            pool = [nn.MaxPool2d(c.pool[0], stride=c.pool[1])] if c.pool else []
+            layers += pool if c.pool_first else []
             if c.bn:
                 layers.append(nn.BatchNorm2d(c.channels))
             layers.append(c.act.module())
-            if c.pool:
-                layers.append(nn.MaxPool2d(c.pool[0], stride=c.pool[1]))
+            layers += pool if not c.pool_first else []
             channels = c.channels
         self.features = nn.Sequential(*layers)
         with torch.no_grad():

@@ -116,6 +116,8 @@ KINDS = {
                                      Dense(6, bias=True, act=Act("relu", 5))), classes=3, wbits=6, per_channel=True),
     "cnn-uint8-w8-stride2-pool2s1": Net((3, 7, 7), Act("identity", 8, signed=False), classes=4, wbits=8, centre=False,
                                         convs=(Conv(4, 3, 2, 1, act=Act("relu", 8), pool=(2, 1)),)),
+    "cnn-pool-before-bn-and-act": Net((1, 8, 8), Act("identity", 4), classes=3, wbits=2,
+                                      convs=(Conv(4, 3, pool=(2, 2), pool_first=True, act=Act("relu", 2)),)),
     "cnn-bipolar-nopad": Net((3, 8, 8), Act("hardtanh", 1), convs=(Conv(6, 2, 2, 0, bn=False,
                              act=Act("identity", 1)),), classes=2, wbits=1, per_channel=False, out_bias=True),
 }  # fmt: skip
@@ -161,7 +163,8 @@ ACTS = activations()
 @st.composite
 def networks(draw: st.DrawFn) -> Net:
     """Random valid networks: MLPs and CNNs, odd widths, 1 to 4 bits, every activation kind, bias or not,
-    padding (never in front of bipolar data, which a zero pad cannot represent), stride, max-pool sizes."""
+    padding (never in front of bipolar data, which a zero pad cannot represent), stride, max-pool sizes, pooling
+    before or after BatchNorm and the activation."""
     in_act = draw(ACTS)
     wbits = draw(st.integers(1, 4))
     dense = tuple(
@@ -189,7 +192,7 @@ def networks(draw: st.DrawFn) -> Net:
             out = (out - pool[0]) // pool[1] + 1
         act = draw(ACTS)
         convs.append(Conv(draw(st.integers(2, 9)), kernel, stride, pad, pool, draw(st.booleans()), draw(st.booleans()),
-                          act))  # fmt: skip
+                          act, pool_first=pool is not None and draw(st.booleans())))  # fmt: skip
         size, prev = out, act
     return Net((channels, in_size, in_size), in_act, convs=tuple(convs), dense=dense, **common)
 
