@@ -21,6 +21,7 @@ from bnnflow.dataflow.transforms import (
     ConvertAcceleratorPart,
     InferBinaryMVAUKeepBias,
     InferThresholdingBipolar,
+    MoveAddPastMaxPool,
     ScaleInput,
 )
 from bnnflow.errors import BnnflowError
@@ -131,6 +132,7 @@ def step_streamline(model: Any, cfg: BuildConfig) -> Any:
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
     model = model.transform(absorb.AbsorbScalarBiasIntoMultiThreshold())
+    model = model.transform(MoveAddPastMaxPool())
     model = model.transform(Streamline())
     if model.get_nodes_by_op_type("Conv"):
         model = model.transform(LowerConvsToMatMul())

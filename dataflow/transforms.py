@@ -195,3 +195,36 @@ class InferThresholdingBipolar(Transformation):
                 getCustomOp(node).set_nodeattr("out_scale", 2.0)
                 getCustomOp(node).set_nodeattr("out_bias", -1.0)
         return model, False
+
+
+class MoveAddPastMaxPool(Transformation):
+    """Move a constant scalar or per-channel Add (a convolution's bias) from before a max-pool to after it:
+    max(x + b) = max(x) + b for each channel, padded windows included (their pad is -inf). FINN moves such Muls
+    (MoveMulPastMaxPool) but not Adds; a bias stuck in front of the pool keeps it from reaching the thresholds
+    of a conv -> pool -> activation network."""
+
+    def apply(self, model: Any) -> tuple[Any, bool]:
+        for add in model.get_nodes_by_op_type("Add"):
+            const = model.get_initializer(add.input[1])
+            consumers = model.find_consumers(add.output[0])
+            if const is None or model.get_initializer(add.input[0]) is not None or len(consumers) != 1:
+                continue
+            pool = consumers[0]
+            shape = model.get_tensor_shape(add.input[0])
+            if pool.op_type != "MaxPool" or shape is None or len(shape) != 4:
+                continue
+            c = np.asarray(const)
+            if c.size != 1 and (c.ndim > 4 or c.shape[-2:] != (1, 1) or c.size != shape[1]):
+                continue  # only scalar or (C, 1, 1) / (1, C, 1, 1) constants commute with pooling
+            source, pooled = add.input[0], pool.output[0]
+            pool.input[0] = source
+            middle = model.make_new_valueinfo_name()
+            pool.output[0] = middle
+            add.input[0] = middle
+            add.output[0] = pooled
+            model.set_tensor_shape(middle, model.get_tensor_shape(pooled))
+            nodes = list(model.graph.node)
+            model.graph.node.remove(add)
+            model.graph.node.insert(nodes.index(pool), add)
+            return model, True
+        return model, False

@@ -229,3 +229,34 @@ def test_layer_without_hardware_mapping_before_compute_is_refused(tmp_path: Path
     )  # fmt: skip
     with pytest.raises(BnnflowError, match=r"\(op type AveragePool.*\) has no hardware layer .* use nn.MaxPool2d"):
         build(_export(net, (1, 8, 8), tmp_path / "src"), _cfg(tmp_path / "b"))
+
+
+def test_conv_bias_moves_past_max_pool() -> None:
+    """A constant per-channel Add before a MaxPool moves after it (max(x + b) = max(x) + b), same outputs."""
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from bnnflow.dataflow.transforms import MoveAddPastMaxPool
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "b"], ["y"], name="bias"),
+         helper.make_node("MaxPool", ["y"], ["z"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 7, 7])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 4, 4])],
+    )  # fmt: skip
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    model = ModelWrapper(helper.make_model(graph))
+    model.set_initializer("b", rng.standard_normal((1, 3, 1, 1)).astype(np.float32))
+    model = model.transform(InferShapes())
+    x = rng.standard_normal((1, 3, 7, 7)).astype(np.float32)
+    before = execute_onnx(model, {"x": x})["z"]
+    moved = model.transform(MoveAddPastMaxPool())
+    assert [n.op_type for n in moved.graph.node] == ["MaxPool", "Add"]
+    np.testing.assert_allclose(execute_onnx(moved, {"x": x})["z"], before, rtol=0, atol=1e-6)
+    # A bias that varies over the pooled positions does not commute: left alone.
+    model.set_initializer("b", rng.standard_normal((1, 3, 7, 7)).astype(np.float32))
+    assert [n.op_type for n in model.transform(MoveAddPastMaxPool()).graph.node] == ["Add", "MaxPool"]
