@@ -221,6 +221,8 @@ _STUCK_HINTS = {
     "Im2Col": "its input is not an integer tensor: put a quantized activation in front of this layer",
     "MultiThreshold": "a quantizer FINN could not turn into a hardware layer (its input is not integer)",
     "Transpose": "a layout change FINN could not absorb (flatten only once, after the last convolution)",
+    "MaxPool": "a max-pool of float data: pool after the activation, or between the convolution and its "
+    "BatchNorm (a negative BatchNorm scale cannot move past a pool)",
     "AveragePool": "bnnflow's RTL has max-pool only; use nn.MaxPool2d",
     "GlobalAveragePool": "bnnflow's RTL has max-pool only; use nn.MaxPool2d",
     "Reshape": "a layout change FINN could not absorb (flatten only once, after the last convolution)",

@@ -260,3 +260,20 @@ def test_conv_bias_moves_past_max_pool() -> None:
     # A bias that varies over the pooled positions does not commute: left alone.
     model.set_initializer("b", rng.standard_normal((1, 3, 7, 7)).astype(np.float32))
     assert [n.op_type for n in model.transform(MoveAddPastMaxPool()).graph.node] == ["Add", "MaxPool"]
+
+
+def test_pool_between_batchnorm_with_negative_scale_and_activation_is_refused(tmp_path: Path) -> None:
+    import brevitas.nn as qnn
+    import torch
+
+    bn = torch.nn.BatchNorm2d(4)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, -0.5, 0.8, -1.2]))
+        bn.running_mean.copy_(torch.tensor([0.3, -0.2, 0.5, 0.1]))
+    net = torch.nn.Sequential(
+        qnn.QuantIdentity(bit_width=4), qnn.QuantConv2d(1, 4, 3, bias=False, weight_bit_width=2), bn,
+        torch.nn.MaxPool2d(2), qnn.QuantReLU(bit_width=2), torch.nn.Flatten(),
+        qnn.QuantLinear(36, 3, bias=False, weight_bit_width=2),
+    )  # fmt: skip
+    with pytest.raises(BnnflowError, match=r"\(op type MaxPool.*\) is left between .* pool after the activation"):
+        build(_export(net, (1, 8, 8), tmp_path / "src"), _cfg(tmp_path / "b"))
