@@ -139,18 +139,24 @@ class ByonNet(nn.Module):
         return self.classifier(x.flatten(1))
 
 
+def _random_batchnorm(model: nn.Module, gen: torch.Generator, spread: float, var_span: float) -> None:
+    """Every BatchNorm gets random statistics: mean and bias in [-spread, spread] and [-spread/2, spread/2],
+    variance in [0.5, 0.5 + var_span], weight in [0.5, 1.5]."""
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm1d | nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_((torch.rand(n, generator=gen) * 2 - 1) * spread)
+            mod.running_var.copy_(torch.rand(n, generator=gen) * var_span + 0.5)
+            mod.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            mod.bias.data.copy_((torch.rand(n, generator=gen) - 0.5) * spread)
+
+
 def build_net(net: Net, seed: int = 0) -> nn.Module:
     """The network with random weights and BatchNorm statistics (none of them trivial), in eval mode."""
     torch.manual_seed(seed)
     model = ByonNet(net)
     gen = torch.Generator().manual_seed(seed)
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm1d | nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.rand(n, generator=gen) * 2 - 1)
-            mod.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            mod.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            mod.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+    _random_batchnorm(model, gen, spread=1.0, var_span=1.0)
     # Calibrate float-scaled activation quantizers on data, as a training run would leave them.
     model.train()
     with torch.no_grad():
@@ -182,13 +188,7 @@ def bnn_pynq(name: str, out: Path, samples: int = 6, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model, _ = model_with_cfg(name, pretrained=False)
     gen = torch.Generator().manual_seed(seed)
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm1d | nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.rand(n, generator=gen) * 4 - 2)
-            mod.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
-            mod.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            mod.bias.data.copy_(torch.rand(n, generator=gen) * 2 - 1)
+    _random_batchnorm(model, gen, spread=2.0, var_span=1.5)
     shape = (3, 32, 32) if name.startswith("cnv") else (1, 28, 28)
     rng = np.random.default_rng(seed)
     x = (rng.integers(0, 256, size=(samples, *shape)) / 255.0).astype(np.float32)
