@@ -246,6 +246,57 @@ def synth(build_dir: Path, family: str) -> None:
 
 
 @cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="YAML with the pruning settings (a training config's `prune:` section, or the settings alone).",
+)
+@click.option("--method", type=click.Choice(["tile", "node", "unstructured"]), help="What to remove.")
+@click.option("--speedup", type=float, help="tile: divide the unpruned cycles per frame by this.")
+@click.option("--target-cycles", type=int, help="tile: cycles per frame to reach.")
+@click.option("--sparsity", type=float, help="node/unstructured: fraction removed per layer, in [0, 1).")
+@click.option("--layers", help="Comma-separated layers that may be pruned (conv0.., fc0..); default all.")
+@click.option("--steps", type=int, help="Pruning steps.")
+@click.option("--epochs-per-step", type=int, help="Retraining epochs after each step.")
+@click.option("--finetune-epochs", type=int, help="Retraining epochs after the last step.")
+@click.option("--lr", type=float, help="Retraining learning rate.")
+@click.option("--target-cycles-per-frame", type=int, help="Fold the unpruned network to this budget (the target).")
+@click.option("--folding-config-file", type=click.Path(path_type=Path), help="Or: the target folding, FINN JSON.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Directory holding the data set files.")
+@click.option("--threads", type=int, default=0, help="Torch CPU threads (0: all cores).")
+@click.option(
+    "--build/--no-build",
+    "build_pruned",
+    default=True,
+    show_default=True,
+    help="Build the pruned network with the same folding.",
+)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("build/prune"), show_default=True)
+def prune(checkpoint: Path, config_file: Path | None, layers: str | None, target_cycles_per_frame: int | None,
+          folding_config_file: Path | None, data_dir: Path | None, threads: int, build_pruned: bool,
+          out_dir: Path, **flags: Any) -> None:  # fmt: skip
+    """Hardware-aware pruning of a trained checkpoint (fold tiles, neurons, or unstructured), with retraining."""
+    from bnnflow.dataflow.config import BuildConfig
+    from bnnflow.prune import prune as run_prune
+    from bnnflow.prune import prune_config
+
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "checkpoint.pt"
+    if layers:
+        flags["layers"] = tuple(name.strip() for name in layers.split(",") if name.strip())
+    cfg = prune_config(config_file, **flags)
+    if target_cycles_per_frame is None and folding_config_file is None:
+        raise BnnflowError("pruning needs the target folding: --target-cycles-per-frame N or --folding-config-file F")
+    build_cfg = BuildConfig(target_cycles_per_frame=target_cycles_per_frame, folding_config_file=folding_config_file,
+                            verify_samples=8)  # fmt: skip
+    result = run_prune(checkpoint, cfg, out_dir, build_cfg, data_dir, threads, build_pruned, log=_echo_err)
+    for line in result.lines():
+        click.echo(line)
+
+
+@cli.command()
 def steps() -> None:
     """List the dataflow build steps in order."""
     from bnnflow.dataflow.steps import STEPS

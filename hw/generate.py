@@ -21,6 +21,7 @@ LIBRARY = (
     "bnn_fifo.sv",
     "bnn_dwc.sv",
     "bnn_mvau.sv",
+    "bnn_mvau_sparse.sv",
     "bnn_thresholding.sv",
     "bnn_swg.sv",
     "bnn_pool.sv",

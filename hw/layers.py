@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from bnnflow.errors import BnnflowError
+from bnnflow.tiles import is_sparse, kept_tiles, schedule, schedule_steps, tile_mask, vector_cycles
 
 
 @dataclass(frozen=True)
@@ -130,25 +131,48 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
     xnor = int(inst.get_nodeattr("binaryXnorMode"))
     no_act = int(inst.get_nodeattr("noActivation"))
     weights = np.rint(model.get_initializer(node.input[1])).astype(np.int64)  # (MW, MH)
-    wcodes = encode(weights, wdt) if not xnor else weights
     sf, nf = mw // simd, mh // pe
     vectors = int(np.prod(inst.get_nodeattr("numInputVectors")))
+    # Pruned fold tiles (all-zero PE x SIMD blocks, see bnnflow.tiles) are neither stored nor visited.
+    kept = kept_tiles(weights.T, pe, simd) if not xnor else np.ones((nf, sf), dtype=bool)
+    sparse = is_sparse(kept)
+    thr = _thresholds(model, node, mh) if not no_act else None
+    if sparse and _xnor_in_kept_tiles(weights, kept, idt, pe, simd) and thr is not None:
+        # Bipolar data times weights that are +-1 wherever a tile is kept: XNOR-popcount over the kept tiles,
+        # as FINN does for dense binary layers. sum = 2 * popcount - K_r for the K_r kept columns of row r,
+        # so sum >= T  <=>  popcount >= ceil((T + K_r) / 2).
+        thr = xnor_thresholds(thr, kept, pe, simd)
+        weights = (weights > 0).astype(np.int64)
+        xnor = 1
+    wcodes = encode(weights, wdt) if not xnor else weights
     wbits = 1 if xnor else wdt.bitwidth()
     # word nf*SF+sf: W[nf*PE+p][sf*SIMD+s] at element p*SIMD+s
     blocks = wcodes.T.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, pe * simd)
-    memories = {f"{node.name}_weights.mem": pack_words(blocks, wbits)}
     max_x = 1 if (xnor or _is_bipolar(idt)) else max(abs(idt.min()), abs(idt.max()))
     max_w = 1 if (xnor or _is_bipolar(wdt)) else max(abs(wdt.min()), abs(wdt.max()))
     bound = mw * max_x * max_w
     nthres, actval = 0, 0
     lo, hi = -bound, bound
-    if not no_act:
-        thr = _thresholds(model, node, mh)
+    if thr is not None:
         nthres = thr.shape[1]
         actval = 0 if _is_bipolar(odt) else int(inst.get_nodeattr("ActVal"))
         lo, hi = min(lo, int(thr.min()), actval), max(hi, int(thr.max()), actval + nthres)
     accbits = signed_bits(lo, hi) + 1
-    if not no_act:
+    memories: dict[str, list[str]] = {}
+    if sparse:
+        steps = schedule(kept)
+        sfw = max(1, (sf - 1).bit_length())
+        zero = np.zeros(pe * simd, dtype=np.int64)
+        memories[f"{node.name}_weights.mem"] = pack_words(
+            np.array([blocks[n * sf + s] if valid else zero for n, s, valid, _ in steps]), wbits
+        )
+        memories[f"{node.name}_schedule.mem"] = pack_words(
+            np.array([[s | (int(last) << sfw) | (int(valid) << (sfw + 1))] for _, s, valid, last in steps]),
+            sfw + 2,
+        )
+    else:
+        memories[f"{node.name}_weights.mem"] = pack_words(blocks, wbits)
+    if thr is not None:
         tcodes = thr & ((1 << accbits) - 1)
         tblocks = tcodes.reshape(nf, pe * nthres)
         memories[f"{node.name}_thresholds.mem"] = pack_words(tblocks, accbits)
@@ -174,7 +198,34 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
         "WEIGHT_FILE": f"{node.name}_weights.mem",
         "THRESH_FILE": f"{node.name}_thresholds.mem" if nthres else "",
     }  # fmt: skip
-    return LayerRTL(node.name, "bnn_mvau", params, _stream(idt, simd, sf * vectors), out, sf * nf * vectors, memories)
+    if xnor:
+        params["W_SIGNED"] = 0
+    module = "bnn_mvau"
+    if sparse:
+        module = "bnn_mvau_sparse"
+        params["STEPS"] = schedule_steps(kept)
+        params["SCHED_FILE"] = f"{node.name}_schedule.mem"
+    cycles = vector_cycles(kept) * vectors
+    return LayerRTL(node.name, module, params, _stream(idt, simd, sf * vectors), out, cycles, memories)
+
+
+def xnor_thresholds(thr: np.ndarray, kept: np.ndarray, pe: int, simd: int) -> np.ndarray:
+    """Thresholds on the +-1 sum over a row's kept columns, re-based to its popcount of matches.
+
+    Row r sums K_r = SIMD * (kept tiles of its row fold) terms of +-1: sum = 2 * popcount - K_r, and the
+    pruned columns add nothing (their weight is 0, not -1). sum >= T  <=>  popcount >= ceil((T + K_r) / 2).
+    """
+    k_rows = np.repeat(np.asarray(kept, dtype=bool).sum(axis=1) * simd, pe)[:, None]
+    return np.asarray(-((-(np.asarray(thr, dtype=np.int64) + k_rows)) // 2))
+
+
+def _xnor_in_kept_tiles(weights: np.ndarray, kept: np.ndarray, idt: Any, pe: int, simd: int) -> bool:
+    """Bipolar input, and every weight of every kept tile is -1 or +1."""
+    if not _is_bipolar(idt):
+        return False
+    in_kept = tile_mask(kept, pe, simd)
+    w = weights.T
+    return bool(np.all(np.abs(w[in_kept]) == 1))
 
 
 def thresholding(model: Any, node: Any, inst: Any) -> LayerRTL:

@@ -73,6 +73,8 @@ class TrainConfig:
     """Number of test images stored with their PyTorch outputs in golden.npz at export."""
     progress: bool = True
     """Show a progress bar with loss and accuracy."""
+    prune: dict[str, Any] | None = None
+    """Pruning settings for `bnnflow prune --config` (training/prune.py: PruneConfig); plain training ignores them."""
 
     def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with the given fields replaced; None values are ignored (unset CLI flags)."""
@@ -92,6 +94,8 @@ class TrainConfig:
                 value = str(value)
             elif isinstance(value, tuple):
                 value = list(value)
+            elif isinstance(value, dict):
+                value = dict(value)
             out[f.name] = value
         return out
 
@@ -111,6 +115,12 @@ def _coerce(cfg: TrainConfig) -> TrainConfig:
         if value is not None and not isinstance(value, Path):
             setattr(cfg, name, Path(value))
     cfg.milestones = tuple(int(m) for m in cfg.milestones)
+    if cfg.prune is not None:
+        from bnnflow.training.prune import PruneConfig
+
+        if not isinstance(cfg.prune, dict):
+            raise BnnflowError("the training config's `prune` section must be a mapping of pruning settings")
+        PruneConfig.from_mapping(cfg.prune)  # a bad pruning section fails when the file is read
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.golden_samples < 1:
         raise BnnflowError("epochs, batch_size and golden_samples must be at least 1")
     if cfg.lr <= 0:

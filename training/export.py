@@ -8,7 +8,7 @@ import json
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,9 +72,10 @@ def write_qonnx(
     dest: Path,
     input_datatype: str | None = None,
     metadata: dict[str, str] | None = None,
+    post: Callable[[Any], Any] | None = None,
 ) -> None:
     """Export `module` with Brevitas as one self-contained QONNX file (weights inline), its input annotated
-    `input_datatype` where given (e.g. UINT8 for pixel inputs)."""
+    `input_datatype` where given (e.g. UINT8 for pixel inputs); `post` rewrites the cleaned-up graph."""
     from brevitas.export import export_qonnx
     from qonnx.core.datatype import DataType
     from qonnx.core.modelwrapper import ModelWrapper
@@ -89,6 +90,8 @@ def write_qonnx(
             export_qonnx(module, args=example, export_path=str(raw))
         proto = onnx.load(str(raw), load_external_data=True)
     wrapper = cleanup_model(ModelWrapper(proto))
+    if post is not None:
+        wrapper = post(wrapper)
     if input_datatype is not None:
         wrapper.set_tensor_datatype(wrapper.graph.input[0].name, DataType[input_datatype])
     wrapper.model.producer_name = "bnnflow"
@@ -101,8 +104,14 @@ def write_qonnx(
 
 def export_qonnx_model(model: BNN, dest: Path) -> None:
     """Write a zoo/user BNN as QONNX with its input annotated as UINT8 pixels and its spec in the metadata."""
+    from bnnflow.training.prune import is_masked, masked_weights_to_qonnx, without_masks
+
     spec = json.dumps(model.spec.to_dict(), sort_keys=True)
-    write_qonnx(model, model.example_input(1), dest, "UINT8", {"bnnflow.spec": spec})
+    if is_masked(model):
+        write_qonnx(without_masks(model), model.example_input(1), dest, "UINT8", {"bnnflow.spec": spec},
+                    lambda wrapper: masked_weights_to_qonnx(wrapper, model))  # fmt: skip
+    else:
+        write_qonnx(model, model.example_input(1), dest, "UINT8", {"bnnflow.spec": spec})
 
 
 def golden_arrays(model: BNN, data: Dataset, samples: int) -> dict[str, np.ndarray]:

@@ -162,6 +162,29 @@ def load_model_config(path: Path, input_shape: tuple[int, int, int], num_classes
     return spec
 
 
+class _MaskAfterQuant:
+    """Multiplies the quantized weight by the pruning mask that torch.nn.utils.prune keeps in `weight_mask`.
+
+    torch's pruning masks the latent weight, but Brevitas binarizes an exact 0 to +1: only a mask applied after
+    the quantizer makes a pruned 1-bit weight 0. Without a mask the layer is the plain Brevitas layer.
+    """
+
+    def inner_forward_impl(self, x: torch.Tensor, quant_weight: torch.Tensor, quant_bias: Any) -> torch.Tensor:
+        mask = getattr(self, "weight_mask", None)
+        if mask is not None:
+            quant_weight = quant_weight * mask
+        out: torch.Tensor = super().inner_forward_impl(x, quant_weight, quant_bias)  # type: ignore[misc]
+        return out
+
+
+class MaskedQuantLinear(_MaskAfterQuant, QuantLinear):
+    """QuantLinear whose pruned weights are exactly 0 after quantization."""
+
+
+class MaskedQuantConv2d(_MaskAfterQuant, QuantConv2d):
+    """QuantConv2d whose pruned weights are exactly 0 after quantization."""
+
+
 def validate_spec(spec: ModelSpec) -> None:
     """Reject specs that cannot be built, with the reason."""
     for what, bits in (("wbits", spec.wbits), ("abits", spec.abits), ("in_bits", spec.in_bits)):
@@ -232,7 +255,7 @@ class BNN(nn.Module):
         channels, h, w = spec.input_shape
         for layer in spec.conv:
             conv += [
-                QuantConv2d(
+                MaskedQuantConv2d(
                     channels,
                     layer.channels,
                     layer.kernel,
@@ -253,7 +276,7 @@ class BNN(nn.Module):
         features = channels * h * w
         for width in spec.fc:
             fc += [
-                QuantLinear(features, width, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits),
+                MaskedQuantLinear(features, width, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits),
                 nn.BatchNorm1d(width, eps=1e-4),
                 QuantIdentity(act_quant=ActQuant, bit_width=spec.abits),
             ]
@@ -261,7 +284,9 @@ class BNN(nn.Module):
                 fc.append(nn.Dropout(spec.dropout))
             features = width
         fc += [
-            QuantLinear(features, spec.num_classes, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits),
+            MaskedQuantLinear(
+                features, spec.num_classes, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits
+            ),
             TensorNorm(),
         ]
         self.fc = nn.Sequential(*fc)
@@ -291,7 +316,8 @@ class BNN(nn.Module):
     def clip_weights(self, low: float = -1.0, high: float = 1.0) -> None:
         for module in self.modules():
             if isinstance(module, QuantLinear | QuantConv2d):
-                module.weight.clamp_(low, high)
+                # Under torch pruning the parameter is weight_orig; `weight` is recomputed from it.
+                getattr(module, "weight_orig", module.weight).clamp_(low, high)
 
 
 def build_model(spec: ModelSpec) -> BNN:

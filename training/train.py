@@ -93,6 +93,14 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, device: str = "cpu"
     return 100.0 * correct / len(y)
 
 
+def load_state(model: BNN, state: dict[str, torch.Tensor]) -> None:
+    """Load a state dict, re-creating the pruning masks (torch.nn.utils.prune) it carries."""
+    from bnnflow.training.prune import apply_masks, masks_in_state
+
+    apply_masks(model, masks_in_state(state))
+    model.load_state_dict(state)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BnnflowError(f"checkpoint {path} not found; train first with `bnnflow train --out {path.parent}`")
@@ -109,9 +117,56 @@ def model_from_checkpoint(path: Path) -> tuple[BNN, dict[str, Any]]:
     """Rebuild the trained network (in eval mode) and return it with the checkpoint dict."""
     ckpt = load_checkpoint(path)
     model = build_model(ModelSpec.from_dict(ckpt["spec"]))
-    model.load_state_dict(ckpt["model"])
+    load_state(model, ckpt["model"])
     model.eval()
     return model, ckpt
+
+
+def run_epoch(
+    model: BNN,
+    optimizer: torch.optim.Optimizer,
+    data: Dataset,
+    cfg: TrainConfig,
+    epoch: int,
+    lr_of: Callable[[float], float],
+    label: str = "",
+) -> tuple[float, float]:
+    """One pass over the training split in the epoch's seeded order; returns (mean loss, accuracy %).
+    `lr_of(progress)` gives the learning rate at a fractional epoch count."""
+    steps = math.ceil(len(data.train_y) / cfg.batch_size)
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    order = torch.randperm(len(data.train_y), generator=gen).numpy()
+    model.train()
+    seen = correct = 0
+    loss_sum = 0.0
+    bar = tqdm(
+        range(steps),
+        desc=label or f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=not cfg.progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for step in bar:
+        idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        xb = torch.from_numpy(data.train_x[idx]).float()
+        if cfg.augment:
+            xb = _augment(xb, gen)
+        yb = torch.from_numpy(data.train_y[idx])
+        xb, yb = xb.to(cfg.device), yb.to(cfg.device)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_of(epoch + step / steps)
+        logits = model(xb)
+        loss = loss_fn(cfg.loss, logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.clip_weights()
+        seen += len(idx)
+        correct += int((logits.argmax(1) == yb).sum())
+        loss_sum += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100.0 * correct / seen:.2f}")
+    bar.close()
+    return loss_sum / seen, 100.0 * correct / seen
 
 
 def train(
@@ -138,61 +193,30 @@ def train(
                 f"checkpoint {ckpt_path} is of model '{ckpt['spec']['name']}' with other settings; "
                 f"drop --resume or choose another --out"
             )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_state(model, ckpt["model"])
+        if ckpt.get("optimizer") is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"])
         history = list(ckpt["metrics"])
         start_epoch = int(ckpt["epoch"])
         if log:
             log(f"resuming {spec.name} from epoch {start_epoch} in {ckpt_path}")
 
-    steps = math.ceil(len(data.train_y) / cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs):
         began = time.perf_counter()
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.randperm(len(data.train_y), generator=gen).numpy()
-        model.train()
-        seen = correct = 0
-        loss_sum = 0.0
-        bar = tqdm(
-            range(steps),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not cfg.progress,
-            leave=False,
-            dynamic_ncols=True,
-        )
-        for step in bar:
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            xb = torch.from_numpy(data.train_x[idx]).float()
-            if cfg.augment:
-                xb = _augment(xb, gen)
-            yb = torch.from_numpy(data.train_y[idx])
-            xb, yb = xb.to(cfg.device), yb.to(cfg.device)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, epoch + step / steps)
-            logits = model(xb)
-            loss = loss_fn(cfg.loss, logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            model.clip_weights()
-            seen += len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-            loss_sum += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100.0 * correct / seen:.2f}")
-        bar.close()
+        train_loss, train_acc = run_epoch(model, optimizer, data, cfg, epoch, lambda p: lr_at(cfg, p))
         test_acc = evaluate(model, data.test_x, data.test_y, cfg.device)
         history.append(
             {
                 "epoch": epoch + 1,
                 "lr": lr_at(cfg, epoch),
-                "train_loss": loss_sum / seen,
-                "train_acc": 100.0 * correct / seen,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
                 "test_acc": test_acc,
                 "seconds": round(time.perf_counter() - began, 3),
             }
         )
-        _save(ckpt_path, model, optimizer, spec, cfg, epoch + 1, history)
+        save_checkpoint(ckpt_path, model, optimizer, spec, cfg, epoch + 1, history)
         write_json(out / METRICS, _metrics(spec, cfg, history))
         if log:
             h = history[-1]
@@ -218,22 +242,25 @@ def _metrics(spec: ModelSpec, cfg: TrainConfig, history: list[dict[str, Any]]) -
     }
 
 
-def _save(
+def save_checkpoint(
     path: Path,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     spec: ModelSpec,
     cfg: TrainConfig,
     epoch: int,
     history: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
 ) -> None:
+    """Write a resumable checkpoint atomically (pruning masks travel in the state dict)."""
     state = {
+        **(extra or {}),
         "format": CHECKPOINT_FORMAT,
         "spec": spec.to_dict(),
         "config": cfg.to_dict(),
         "epoch": epoch,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": torch.get_rng_state(),
         "metrics": history,
     }
