@@ -14,8 +14,10 @@ from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
 from bnnflow.hw.generate import LIBRARY, folded_model_path, generate
 from bnnflow.hw.synth import find_yosys, synthesize
+from bnnflow.training.data import Dataset, load_dataset
 from tests.byon import Act, Conv, Net, export_net
 from tests.dataflow.conftest import exported  # noqa: F401
+from tests.pruned import tile_pruned_build
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,20 @@ def _build(src: Path, out: Path, cycles: int) -> Path:
     return out
 
 
+def _digits_tfc():
+    import torch
+
+    from bnnflow.training.models import build_model, randomize_batchnorm, zoo_spec
+
+    torch.manual_seed(2)
+    model = build_model(zoo_spec("tfc", 1, 1, (1, 8, 8)))
+    randomize_batchnorm(model, seed=2)
+    return model
+
+
 def test_generated_accelerators_synthesize_with_yosys(yosys, exported, capsys, tmp_path) -> None:  # noqa: F811
-    """`bnnflow synth` on a TFC and a user CNN: every layer module is read by read_slang and synthesized."""
+    """`bnnflow synth` on a TFC, a user CNN and a tile-pruned TFC: every layer module is read by read_slang and
+    synthesized."""
     from bnnflow.cli import main
 
     padded_cnn = Net(
@@ -45,10 +59,16 @@ def test_generated_accelerators_synthesize_with_yosys(yosys, exported, capsys, t
     cases = {
         "tfc-w1a1": (exported("tfc", 1, 1, 4), 1000),
         "cnn-pad-w1a2": (export_net(padded_cnn, tmp_path / "cnn", samples=2), 300),
+        "tfc-w1a1-tile-pruned": (None, 256),
     }
     modules: set[str] = set()
     for name, (src, cycles) in cases.items():
-        out = _build(src, tmp_path / name, cycles)
+        if src is None:
+            d = load_dataset("digits")
+            data = Dataset("digits", d.train_x[:2], d.train_y[:2], d.test_x[:2], d.test_y[:2])
+            out, _ = tile_pruned_build(_digits_tfc(), data, tmp_path / name, cycles)
+        else:
+            out = _build(src, tmp_path / name, cycles)
         assert main(["synth", str(out)]) == 0
         printed = capsys.readouterr().out
         report = json.loads((out / "synth" / "report.json").read_text())

@@ -86,7 +86,7 @@ def test_masks_are_honoured_through_training_and_checkpoints(tmp_path) -> None:
     folding = [(8, 16), (8, 8), (10, 8)]
     _random_tiles(model, folding, 0.5, seed=1)
     before = [current_mask(layer.module).clone() for layer in prunable_layers(model)]
-    latent = [getattr(layer.module, "weight_orig").detach().clone() for layer in prunable_layers(model)]
+    latent = [layer.module.weight_orig.detach().clone() for layer in prunable_layers(model)]
     data = load_dataset("digits")
     cfg = TrainConfig(dataset="digits", epochs=1, batch_size=64, progress=False, out_dir=tmp_path)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
@@ -95,7 +95,7 @@ def test_masks_are_honoured_through_training_and_checkpoints(tmp_path) -> None:
     for layer, mask, old in zip(prunable_layers(model), before, latent, strict=True):
         assert torch.equal(current_mask(layer.module), mask)
         assert torch.all(effective_weight(layer.module)[mask == 0] == 0)
-        new = getattr(layer.module, "weight_orig").detach()
+        new = layer.module.weight_orig.detach()
         assert torch.equal(new[mask == 0], old[mask == 0])  # no gradient reached the pruned weights
         assert not torch.equal(new[mask == 1], old[mask == 1])  # the others did train
     save_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, model.spec, cfg, 1, [])
@@ -230,7 +230,7 @@ def test_unknown_layer_and_unreachable_target_are_one_line() -> None:
     model = _mlp()
     folding = [(8, 16), (8, 8), (10, 8)]
     cfg = PruneConfig.from_mapping({"method": "tile", "speedup": 2, "layers": ["fc0", "fc7"]})
-    with pytest.raises(BnnflowError, match="fc7.*its layers are fc0, fc1, fc2"):
+    with pytest.raises(BnnflowError, match=r"fc7.*its layers are fc0, fc1, fc2"):
         run_pruning(model, cfg, lambda *_: 0.0, _x().numpy(), folding)
     cfg = PruneConfig.from_mapping({"method": "unstructured", "sparsity": 0.5, "layer_sparsity": {"conv3": 0.2}})
     with pytest.raises(BnnflowError, match="conv3"):
