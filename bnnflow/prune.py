@@ -80,12 +80,13 @@ def prune(
 ) -> PruneRun:
     """Export and build the unpruned checkpoint with `build_cfg` (its folding is the target), prune for it,
     then build the pruned network with the same folding file."""
-    from bnnflow.training.prune import prunable_layers
+    from bnnflow.training.prune import check_layers, prunable_layers
     from bnnflow.training.train import model_from_checkpoint
 
     out = ensure_writable_dir(out_dir)
     say = log or (lambda _m: None)
     model, _ = model_from_checkpoint(checkpoint)
+    check_layers(model, cfg)  # before the minutes of building
     unpruned_dir = out / UNPRUNED_DIR
     exported = export_checkpoint(checkpoint, unpruned_dir, data_dir)
     say(f"building the unpruned network for its folding ({unpruned_dir / 'build'})")

@@ -348,3 +348,55 @@ def test_sim_command_with_relative_build_dir(capsys, tmp_path: Path, monkeypatch
     assert "pytorch    host part + RTL vs golden: 5 inputs, top-1 divergent 0" in out
     assert "(with back-pressure)" in out
     assert json.loads((tmp_path / "r" / "dataflow" / "sim" / "report.json").read_text())["frames"] == 5
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    from bnnflow.training.config import TrainConfig
+    from bnnflow.training.train import train
+
+    out = tmp_path_factory.mktemp("digits")
+    return train(TrainConfig(dataset="digits", epochs=1, batch_size=50, out_dir=out, progress=False)).checkpoint
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--method", "unstructured", "--sparsity", "1.5"], ["sparsity=1.5 is outside [0, 1)"]),
+        (["--method", "node", "--sparsity", "-0.2"], ["outside [0, 1)"]),
+        (["--method", "tile"], ["needs a target", "--speedup"]),
+        (["--method", "tile", "--speedup", "2", "--layers", "fc0,fc9"], ["fc9", "its layers are fc0, fc1, fc2, fc3"]),
+        (["--method", "unstructured", "--sparsity", "0.5", "--no-build"], []),
+    ],
+)
+def test_bad_pruning_requests_are_one_line(capsys, tmp_path: Path, digits_checkpoint, args, needles) -> None:
+    if not needles:  # no folding target given
+        code, _, err = _run(capsys, "prune", str(digits_checkpoint), *args, "--out", str(tmp_path))
+        _assert_one_line_error(code, err, "--target-cycles-per-frame")
+        return
+    code, _, err = _run(capsys, "prune", str(digits_checkpoint), *args, "--target-cycles-per-frame", "256",
+                        "--out", str(tmp_path))  # fmt: skip
+    _assert_one_line_error(code, err, *needles)
+    assert not (tmp_path / "unpruned").exists()  # refused before any work
+
+
+def test_unreachable_pruning_target_is_one_line(capsys, tmp_path: Path, digits_checkpoint) -> None:
+    code, _, err = _run(capsys, "prune", str(digits_checkpoint), "--method", "tile", "--speedup", "5",
+                        "--target-cycles-per-frame", "64", "--out", str(tmp_path))  # fmt: skip
+    _assert_error_after_progress(code, err, "no tile pruning reaches 13 cycles per frame", "fastest it can get is 64")
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_pruning_section_of_a_training_config(capsys, tmp_path: Path, digits_checkpoint) -> None:
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("model: tfc\ndataset: digits\nprune:\n  method: unstructured\n  sparsity: 2.0\n")
+    code, _, err = _run(capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "t"))
+    _assert_one_line_error(code, err, "sparsity=2.0 is outside [0, 1)")
+    cfg.write_text("prune:\n  method: unstructured\n  sparsity: 0.5\n  steps: 1\n  epochs_per_step: 0\n"
+                   "  finetune_epochs: 0\n")  # fmt: skip
+    code, out, _ = _run(capsys, "prune", str(digits_checkpoint), "--config", str(cfg), "--target-cycles-per-frame",
+                        "256", "--no-build", "--out", str(tmp_path / "p"))  # fmt: skip
+    assert code == 0, out
+    report = json.loads((tmp_path / "p" / "prune.json").read_text())
+    assert report["method"] == "unstructured" and abs(report["pruned"]["sparsity"] - 0.5) < 0.01
+    assert (tmp_path / "p" / "model.onnx").is_file() and (tmp_path / "p" / "golden.npz").is_file()

@@ -160,6 +160,15 @@ def prunable_layers(model: BNN) -> list[PrunableLayer]:
     return layers
 
 
+def check_layers(model: BNN, cfg: PruneConfig) -> list[PrunableLayer]:
+    """The layers `cfg` may prune; a name the network does not have is a one-line error."""
+    layers = prunable_layers(model)
+    unknown = tuple(sorted(set(cfg.layer_sparsity) - {layer.name for layer in layers}))
+    if unknown:
+        select_layers(layers, unknown)
+    return select_layers(layers, cfg.layers)
+
+
 def select_layers(layers: list[PrunableLayer], names: tuple[str, ...]) -> list[PrunableLayer]:
     known = [layer.name for layer in layers]
     unknown = [n for n in names if n not in known]
@@ -459,10 +468,7 @@ def run_pruning(
     """
     cfg.validate()
     layers = prunable_layers(model)
-    chosen = select_layers(layers, cfg.layers)
-    unknown = sorted(set(cfg.layer_sparsity) - {layer.name for layer in layers})
-    if unknown:
-        select_layers(layers, tuple(unknown))
+    chosen = check_layers(model, cfg)
     if folding is not None:
         check_folding(model, folding)
     elif cfg.method is PruneMethod.TILE:
@@ -475,13 +481,14 @@ def run_pruning(
         index = {layer.name: i for i, layer in enumerate(layers)}
         dense = network_cycles(model, folding, floor_cycles)
         goal = cfg.target_cycles if cfg.target_cycles is not None else math.ceil(dense / float(cfg.speedup or 1.0))
+        names = {layer.name for layer in chosen}
         reachable = max(
             [floor_cycles]
             + [tile_floor(layer, *folding[index[layer.name]]) for layer in chosen]
             + [
                 layer_cycles(layer, current_tiles(layer, *folding[index[layer.name]]))
                 for layer in layers
-                if layer not in chosen
+                if layer.name not in names
             ]
         )
         if goal < reachable:
