@@ -117,9 +117,7 @@ def export_qonnx_model(model: BNN, dest: Path) -> None:
 def golden_arrays(model: BNN, data: Dataset, samples: int) -> dict[str, np.ndarray]:
     """The first `samples` test images in the exported input layout and the PyTorch outputs on them."""
     n = min(samples, len(data.test_y))
-    x = data.test_x[:n].astype(np.float32)
-    if not model.spec.is_cnn:
-        x = x.reshape(n, -1)
+    x = model.select_inputs(data.test_x[:n].astype(np.float32))
     with torch.no_grad():
         y = model.cpu().eval()(torch.from_numpy(x)).numpy()
     return {"inputs": x, "outputs": y.astype(np.float32), "labels": data.test_y[:n].astype(np.int64)}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from torch import nn
@@ -58,6 +59,9 @@ class ModelSpec:
     """Hidden fully-connected widths; a final QuantLinear to num_classes always follows."""
     dropout: float = 0.0
     """Dropout probability after the input and each hidden FC activation (training only)."""
+    inputs: tuple[int, ...] = ()
+    """MLPs: the input features (of the flattened C*H*W image) the network reads, ascending; empty: all of them.
+    Node pruning drops the pixels that carry no information; the exported network then takes only these."""
 
     @property
     def is_cnn(self) -> bool:
@@ -72,6 +76,7 @@ class ModelSpec:
         data["conv"] = tuple(ConvLayer(**c) if isinstance(c, Mapping) else c for c in data.get("conv", ()))
         data["fc"] = tuple(int(w) for w in data.get("fc", ()))
         data["input_shape"] = tuple(int(d) for d in data["input_shape"])
+        data["inputs"] = tuple(int(i) for i in data.get("inputs", ()))
         return cls(**data)
 
 
@@ -194,6 +199,11 @@ def validate_spec(spec: ModelSpec) -> None:
         raise BnnflowError(f"model '{spec.name}': layer widths and kernel sizes must be positive")
     if not 0.0 <= spec.dropout < 1.0:
         raise BnnflowError(f"model '{spec.name}': dropout must be in [0, 1)")
+    if spec.inputs:
+        size = int(np.prod(spec.input_shape))
+        if spec.is_cnn or list(spec.inputs) != sorted(set(spec.inputs)) or not 0 <= spec.inputs[0] < size or \
+                spec.inputs[-1] >= size:  # fmt: skip
+            raise BnnflowError(f"model '{spec.name}': inputs must be ascending feature indices of an MLP's input")
     _, h, w = spec.input_shape
     for i, layer in enumerate(spec.conv):
         h, w = h - layer.kernel + 1, w - layer.kernel + 1
@@ -273,7 +283,9 @@ class BNN(nn.Module):
                 h, w = h // 2, w // 2
         self.conv = nn.Sequential(*conv)
         fc: list[nn.Module] = []
-        features = channels * h * w
+        features = len(spec.inputs) if spec.inputs else channels * h * w
+        if spec.inputs:
+            self.register_buffer("input_index", torch.tensor(spec.inputs, dtype=torch.long))
         for width in spec.fc:
             fc += [
                 MaskedQuantLinear(features, width, bias=False, weight_quant=WeightQuant, weight_bit_width=spec.wbits),
@@ -298,12 +310,21 @@ class BNN(nn.Module):
     def example_input(self, batch: int = 1) -> torch.Tensor:
         """A zero tensor of the exported input shape."""
         c, h, w = self.spec.input_shape
-        shape = (batch, c, h, w) if self.spec.is_cnn else (batch, c * h * w)
+        shape = (batch, c, h, w) if self.spec.is_cnn else (batch, len(self.spec.inputs) or c * h * w)
         return torch.zeros(shape)
+
+    def select_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Images (N, C, H, W) or flat (N, C*H*W) in the exported network's input layout."""
+        if self.spec.is_cnn:
+            return x
+        flat = x.reshape(len(x), -1)
+        return flat[:, list(self.spec.inputs)] if self.spec.inputs else flat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.spec.is_cnn and x.dim() > 2:
             x = x.flatten(1)
+        if self.spec.inputs and x.shape[1] != len(self.spec.inputs):
+            x = x[:, self.input_index]  # whole images in: keep the pixels the network reads
         x = x * (2.0 / 255.0) - 1.0
         x = self.input_dropout(self.input_quant(x))
         x = self.conv(x)

@@ -65,6 +65,9 @@ class PruneConfig:
     """Retraining epochs after the last step (cosine decay to 0)."""
     lr: float = 0.005
     """Learning rate of the retraining."""
+    inputs: bool = True
+    """node, MLPs: also drop the input pixels that never change over the training data (MNIST's blank border),
+    in groups of the first layer's SIMD; the exported network then reads only the others."""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -153,7 +156,7 @@ def prunable_layers(model: BNN) -> list[PrunableLayer]:
         hh, ww, ch = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
         order, channels = (ch * h * w + hh * w + ww).reshape(-1), ch.reshape(-1)
     else:
-        order = channels = np.arange(c * h * w)
+        order = channels = np.arange(fcs[0].in_features)
     for i, module in enumerate(fcs):
         layers.append(PrunableLayer(f"fc{i}", module, module.out_features, module.in_features, order, channels, 1))
         order = channels = np.arange(module.out_features)
@@ -353,6 +356,22 @@ def prune_nodes_to(
     set_mask(nxt.module, nxt.tensor(col_mask.astype(np.float32)))
 
 
+def drop_constant_inputs(layer: PrunableLayer, activity: np.ndarray, unit: int) -> int:
+    """Mask the first layer's columns whose input never changed (activity 0), as many as whole groups of `unit`
+    allow, the least influential first; returns how many."""
+    mask = layer.matrix(current_mask(layer.module))
+    alive = mask.any(axis=0)
+    constant = np.nonzero((activity == 0) & alive)[0]
+    count = (len(constant) // unit) * unit
+    if count == 0:
+        return 0
+    influence = np.abs(layer.matrix(latent_weight(layer.module))).sum(axis=0)
+    drop = sorted(constant, key=lambda c: (influence[c], c))[:count]
+    mask[:, drop] = 0
+    set_mask(layer.module, layer.tensor(mask.astype(np.float32)))
+    return count
+
+
 def alive_rows(layer: PrunableLayer) -> np.ndarray:
     return np.asarray(layer.matrix(current_mask(layer.module)).any(axis=1))
 
@@ -367,12 +386,18 @@ def compact(model: BNN) -> BNN:
     n_conv = len(spec.conv)
     conv = tuple(ConvLayer(len(keep[i]), layer.kernel, layer.pool) for i, layer in enumerate(spec.conv))
     fc = tuple(len(keep[n_conv + i]) for i in range(len(spec.fc)))
-    small = build_model(dataclasses.replace(spec, conv=conv, fc=fc))
+    first_cols = np.ones(layers[0].cols, dtype=bool)
+    inputs = spec.inputs
+    if not spec.is_cnn:  # input pixels dropped by node pruning
+        first_cols = layers[0].matrix(current_mask(layers[0].module)).any(axis=0)
+        every = np.asarray(spec.inputs) if spec.inputs else np.arange(layers[0].cols)
+        inputs = tuple(int(i) for i in every[first_cols]) if not first_cols.all() else spec.inputs
+    small = build_model(dataclasses.replace(spec, conv=conv, fc=fc, inputs=inputs))
     small.to(next(model.parameters()).device)
     new_layers = prunable_layers(small)
     for i, (old, new) in enumerate(zip(layers, new_layers, strict=True)):
         rows = keep[i] if i < len(keep) else np.arange(old.rows)
-        cols_keep = np.isin(old.channel_of_col, keep[i - 1]) if i > 0 else np.ones(old.cols, bool)
+        cols_keep = np.isin(old.channel_of_col, keep[i - 1]) if i > 0 else first_cols
         w = old.matrix(latent_weight(old.module))[np.ix_(rows, np.nonzero(cols_keep)[0])]
         m = old.matrix(current_mask(old.module))[np.ix_(rows, np.nonzero(cols_keep)[0])]
         target = getattr(new.module, "weight_orig", new.module.weight)
@@ -514,6 +539,8 @@ def run_pruning(
                     _magnitude_prune(layer, fractions[layer.name] * share)
             else:
                 activity = input_activity(model, layers, activity_inputs)
+                if step == 1 and cfg.inputs and not model.spec.is_cnn:
+                    drop_constant_inputs(layers[0], activity[layers[0].name], folding[0][1] if folding else 1)
                 for i, layer in enumerate(layers[:-1]):
                     if layer.name in fractions:
                         unit = node_unit(layers, i, folding)
@@ -681,7 +708,8 @@ def prune_checkpoint(
                 log(f"{label} epoch {i + 1}/{epochs}: train {acc:.2f}% test {test_acc:.2f}%")
         return evaluate(net, data.test_x, data.test_y, tcfg.device)
 
-    x = data.train_x[: min(2000, len(data.train_x))].astype(np.float32)
+    # Input activity decides which pixels never change: as many images as memory comfortably allows.
+    x = data.train_x[: min(500 if model.spec.is_cnn else 10000, len(data.train_x))].astype(np.float32)
     pruned, steps = run_pruning(model, cfg, retrain, x, folding, floor_cycles, log)
     pruned.eval()
     final_acc = evaluate(pruned, data.test_x, data.test_y, tcfg.device)

@@ -81,6 +81,8 @@ def test_node_pruned_network_is_a_smaller_stock_design(digits_checkpoint, tmp_pa
     _, dims, _ = mvau_folding(tmp_path / "build")
     assert [mh for mh, _ in dims[:-1]] == [32, 32, 32] and [mw for _, mw in dims[1:]] == [32, 32, 32]
     assert report["pruned"]["layers"][0]["rows"] == 32
+    spec = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["spec"]
+    assert dims[0][1] == len(spec["inputs"] or range(64))  # the accelerator reads the pixels the network keeps
     assert not any("sparse" in str(n.op_type) for n in model.graph.node)
     sim = simulate(SimConfig(build_dir=tmp_path / "build", cppsim=False))
     _check(sim, tmp_path / "build")

@@ -159,7 +159,12 @@ def test_node_pruning_shrinks_the_network_and_keeps_its_function(tmp_path) -> No
     small, _ = run_pruning(model, cfg, lambda *_: 0.0, x, folding)
     assert small.spec.fc == (16, 12)  # whole groups of lcm(PE, next SIMD) = 4 neurons
     layers = prunable_layers(small)
-    assert [(lyr.rows, lyr.cols) for lyr in layers] == [(16, 64), (12, 16), (10, 12)]
+    # The digits' blank pixels go too, a whole SIMD group of them (8): the network reads 56 of the 64.
+    assert [(lyr.rows, lyr.cols) for lyr in layers] == [(16, 56), (12, 16), (10, 12)]
+    dropped = sorted(set(range(64)) - set(small.spec.inputs))
+    assert len(small.spec.inputs) == 56 and np.all(x[:, dropped] == x[:1, dropped])  # they never change
+    assert small.example_input().shape == (1, 56)
+    assert small(torch.from_numpy(x[:4])).shape == (4, 10)  # whole images in, the pixels it reads selected
     for lyr, (pe, simd) in zip(layers, folding, strict=True):
         assert lyr.rows % pe == 0 and lyr.cols % simd == 0  # the same folding still divides
     assert not any(hasattr(lyr.module, "weight_mask") for lyr in layers)  # removed, not masked
