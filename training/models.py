@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -324,7 +324,7 @@ class BNN(nn.Module):
         if not self.spec.is_cnn and x.dim() > 2:
             x = x.flatten(1)
         if self.spec.inputs and x.shape[1] != len(self.spec.inputs):
-            x = x[:, self.input_index]  # whole images in: keep the pixels the network reads
+            x = x[:, cast(torch.Tensor, self.input_index)]  # whole images in: keep the pixels the network reads
         x = x * (2.0 / 255.0) - 1.0
         x = self.input_dropout(self.input_quant(x))
         x = self.conv(x)

@@ -386,10 +386,10 @@ def compact(model: BNN) -> BNN:
     n_conv = len(spec.conv)
     conv = tuple(ConvLayer(len(keep[i]), layer.kernel, layer.pool) for i, layer in enumerate(spec.conv))
     fc = tuple(len(keep[n_conv + i]) for i in range(len(spec.fc)))
-    first_cols = np.ones(layers[0].cols, dtype=bool)
+    first_cols: np.ndarray = np.ones(layers[0].cols, dtype=bool)
     inputs = spec.inputs
     if not spec.is_cnn:  # input pixels dropped by node pruning
-        first_cols = layers[0].matrix(current_mask(layers[0].module)).any(axis=0)
+        first_cols = np.asarray(layers[0].matrix(current_mask(layers[0].module)).any(axis=0))
         every = np.asarray(spec.inputs) if spec.inputs else np.arange(layers[0].cols)
         inputs = tuple(int(i) for i in every[first_cols]) if not first_cols.all() else spec.inputs
     small = build_model(dataclasses.replace(spec, conv=conv, fc=fc, inputs=inputs))
