@@ -255,6 +255,7 @@ def synth(build_dir: Path, family: str) -> None:
 )
 @click.option("--method", type=click.Choice(["tile", "node", "unstructured"]), help="What to remove.")
 @click.option("--speedup", type=float, help="tile: divide the unpruned cycles per frame by this.")
+@click.option("--criterion", type=click.Choice(["rms", "taylor"]), help="tile: how tiles are ranked.")
 @click.option("--target-cycles", type=int, help="tile: cycles per frame to reach.")
 @click.option("--sparsity", type=float, help="node/unstructured: fraction removed per layer, in [0, 1).")
 @click.option("--layers", help="Comma-separated layers that may be pruned (conv0.., fc0..); default all.")

@@ -33,6 +33,13 @@ from bnnflow.training.data import Dataset
 from bnnflow.training.models import BNN, ConvLayer, TensorNorm, build_model
 
 
+class Criterion(StrEnum):
+    """How tiles are ranked for tile pruning."""
+
+    RMS = "rms"  # Scalpel: group RMS of the latent weights, times the RMS activity of the tile's inputs
+    TAYLOR = "taylor"  # first-order loss change of removing the tile: sum of |dL/dw * w| over training batches
+
+
 class PruneMethod(StrEnum):
     """What is removed."""
 
@@ -65,6 +72,8 @@ class PruneConfig:
     """Retraining epochs after the last step (cosine decay to 0)."""
     lr: float = 0.005
     """Learning rate of the retraining."""
+    criterion: Criterion = Criterion.RMS
+    """tile: rms (Scalpel's group RMS times input activity) or taylor (first-order loss change)."""
     inputs: bool = True
     """node, MLPs: also drop the input pixels that never change over the training data (MNIST's blank border),
     in groups of the first layer's SIMD; the exported network then reads only the others."""
@@ -72,6 +81,7 @@ class PruneConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["method"] = self.method.value
+        out["criterion"] = self.criterion.value
         out["layers"] = list(self.layers)
         return out
 
@@ -84,6 +94,7 @@ class PruneConfig:
         try:
             cfg = cls(**{k: v for k, v in data.items() if v is not None})
             cfg.method = PruneMethod(cfg.method)
+            cfg.criterion = Criterion(cfg.criterion)
             cfg.layers = tuple(str(n) for n in cfg.layers)
             cfg.layer_sparsity = {str(k): float(v) for k, v in dict(cfg.layer_sparsity).items()}
         except ValueError as exc:
@@ -281,6 +292,31 @@ def tile_scores(layer: PrunableLayer, activity: np.ndarray, pe: int, simd: int) 
     return np.asarray(rms * (act[None, :] + 1e-12))
 
 
+def taylor_saliency(
+    model: BNN, layers: list[PrunableLayer], x: np.ndarray, y: np.ndarray, loss: Callable[..., torch.Tensor]
+) -> dict[str, np.ndarray]:
+    """Per layer, sum over batches of |dL/dw * w| for the effective weights, as (MH, MW) hardware matrices: the
+    first-order change of the loss when a weight is removed (gradients through Brevitas' straight-through
+    estimator)."""
+    was_training = model.training
+    model.eval()  # BatchNorm statistics and dropout as deployed
+    device = next(model.parameters()).device
+    params = [cast(torch.Tensor, getattr(layer.module, "weight_orig", layer.module.weight)) for layer in layers]
+    sums = {layer.name: np.zeros((layer.rows, layer.cols)) for layer in layers}
+    try:
+        for start in range(0, len(x), 250):
+            model.zero_grad(set_to_none=True)
+            out = model(torch.from_numpy(x[start : start + 250]).float().to(device))
+            loss(out, torch.from_numpy(y[start : start + 250]).to(device)).backward()
+            for layer, param in zip(layers, params, strict=True):
+                if param.grad is not None:
+                    sums[layer.name] += np.abs(layer.matrix(param.grad * effective_weight(layer.module)))
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return sums
+
+
 # ------------------------------------------------------------------------------------------------ tile pruning
 def layer_cycles(layer: PrunableLayer, kept: np.ndarray) -> int:
     return layer.vectors * vector_cycles(kept)
@@ -297,14 +333,24 @@ def tile_floor(layer: PrunableLayer, pe: int, simd: int) -> int:
     return layer.vectors * max(layer.cols // simd, layer.rows // pe)
 
 
-def prune_tiles_to(layer: PrunableLayer, fold: tuple[int, int], target: int, activity: np.ndarray) -> bool:
-    """Remove the lowest-scoring kept tiles until the layer takes at most `target` cycles per frame."""
+def prune_tiles_to(
+    layer: PrunableLayer,
+    fold: tuple[int, int],
+    target: int,
+    activity: np.ndarray,
+    saliency: np.ndarray | None = None,
+) -> bool:
+    """Remove the lowest-scoring kept tiles until the layer takes at most `target` cycles per frame. Scores are
+    tile_scores (RMS), or the per-weight `saliency` (MH, MW) summed over each tile where given."""
     pe, simd = fold
     kept = current_tiles(layer, pe, simd)
     target = max(target, tile_floor(layer, pe, simd))  # below it, removing tiles saves no cycle
     if layer_cycles(layer, kept) <= target:
         return False
-    scores = tile_scores(layer, activity, pe, simd)
+    if saliency is not None:
+        scores = np.asarray(tile_view(saliency, pe, simd).sum(axis=(2, 3)))
+    else:
+        scores = tile_scores(layer, activity, pe, simd)
     order = sorted(zip(*np.nonzero(kept), strict=True), key=lambda ix: (scores[ix], ix))
     for ix in order:
         if kept[ix].sum() <= 0:
@@ -485,6 +531,7 @@ def run_pruning(
     folding: list[tuple[int, int]] | None = None,
     floor_cycles: int = 0,
     log: Callable[[str], None] | None = None,
+    saliency: Callable[[BNN, list[PrunableLayer]], dict[str, np.ndarray]] | None = None,
 ) -> tuple[BNN, list[PruneStep]]:
     """Prune `model` in `cfg.steps` steps with retraining; returns the pruned network and the history.
 
@@ -524,8 +571,11 @@ def run_pruning(
             )
         for step, target in enumerate(tile_targets(dense, goal, cfg.steps), start=1):
             activity = input_activity(model, layers, activity_inputs)
+            if cfg.criterion is Criterion.TAYLOR and saliency is None:
+                raise BnnflowError("the taylor criterion needs training data with labels")
+            ranks = saliency(model, layers) if cfg.criterion is Criterion.TAYLOR and saliency else {}
             for layer in chosen:
-                prune_tiles_to(layer, folding[index[layer.name]], target, activity[layer.name])
+                prune_tiles_to(layer, folding[index[layer.name]], target, activity[layer.name], ranks.get(layer.name))
             cycles = network_cycles(model, folding, floor_cycles)
             say(f"prune step {step}/{cfg.steps}: {cycles} cycles per frame (target {target})")
             acc = retrain(model, cfg.epochs_per_step, f"step {step}") if cfg.epochs_per_step else None
@@ -710,7 +760,14 @@ def prune_checkpoint(
 
     # Input activity decides which pixels never change: as many images as memory comfortably allows.
     x = data.train_x[: min(500 if model.spec.is_cnn else 10000, len(data.train_x))].astype(np.float32)
-    pruned, steps = run_pruning(model, cfg, retrain, x, folding, floor_cycles, log)
+    from bnnflow.training.train import loss_fn
+
+    def saliency(net: BNN, layers: list[PrunableLayer]) -> dict[str, np.ndarray]:
+        n = min(5000, len(data.train_y))
+        return taylor_saliency(net, layers, net.select_inputs(data.train_x[:n].astype(np.float32)),
+                               data.train_y[:n], lambda out, y: loss_fn(tcfg.loss, out, y))  # fmt: skip
+
+    pruned, steps = run_pruning(model, cfg, retrain, x, folding, floor_cycles, log, saliency)
     pruned.eval()
     final_acc = evaluate(pruned, data.test_x, data.test_y, tcfg.device)
     tcfg = tcfg.replace(epochs=epoch[0])

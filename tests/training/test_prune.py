@@ -248,3 +248,23 @@ def test_unknown_layer_and_unreachable_target_are_one_line() -> None:
         run_pruning(model, PruneConfig(speedup=2), lambda *_: 0.0, _x().numpy(), folding[:2])
     with pytest.raises(BnnflowError, match="PE=3 must divide"):
         run_pruning(model, PruneConfig(speedup=2), lambda *_: 0.0, _x().numpy(), [(3, 16), (8, 8), (10, 8)])
+
+
+def test_taylor_saliency_ranks_by_loss_change() -> None:
+    from bnnflow.training.prune import taylor_saliency
+
+    model = _mlp(fc=(32, 16))
+    layers = prunable_layers(model)
+    data = load_dataset("digits")
+    x = data.train_x[:500].reshape(500, -1).astype(np.float32)
+    sal = taylor_saliency(model, layers, x, data.train_y[:500], torch.nn.functional.cross_entropy)
+    assert [sal[lyr.name].shape for lyr in layers] == [(32, 64), (16, 32), (10, 16)]
+    assert all(np.all(s >= 0) and s.sum() > 0 for s in sal.values())
+    assert all(lyr.module.weight_orig.grad is None if hasattr(lyr.module, "weight_orig") else
+               lyr.module.weight.grad is None for lyr in layers)  # fmt: skip
+    scores = np.zeros((32, 64))
+    scores[:, 16:32] = 1.0  # only the second column fold matters
+    layer = layers[0]
+    prune_tiles_to(layer, (16, 16), 5, np.ones(64), scores)
+    kept = kept_tiles(layer.matrix(current_mask(layer.module)), 16, 16)
+    assert kept[:, 1].all() and kept.sum() == 5
