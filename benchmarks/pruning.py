@@ -40,7 +40,7 @@ NETS = {
     "tfc-w2a2": ("tfc", 2, 2, 1000, 0.5),
 }
 SPEEDUP = 3.0
-SCHEDULE = {"steps": 4, "epochs_per_step": 2, "finetune_epochs": 6, "lr": 0.005}
+SCHEDULE = {"steps": 4, "epochs_per_step": 3, "finetune_epochs": 10, "lr": 0.01}
 DENSE_EPOCHS = 60
 RESULTS = Path(__file__).parent / "results"
 
@@ -70,6 +70,9 @@ def measure(build_dir: Path) -> dict[str, Any]:
     return {
         "rtl_mismatches_vs_finn": sim.mismatches_vs_finn,
         "rtl_vs_pytorch_mismatches": (vs.mismatches + vs.top1_divergent) if vs else None,
+        "rtl_vs_pytorch_kind": vs.kind if vs else None,
+        "rtl_vs_pytorch_elements": vs.elements if vs else None,
+        "near_ties": vs.near_ties if vs else None,
         "frames": sim.frames,
         "measured_ii": sim.measured_ii,
         "estimated_ii": estimates["initiation_interval_cycles"],
@@ -103,12 +106,14 @@ def run_net(net: str, out: Path, threads: int) -> list[dict[str, Any]]:
         ("node", {"method": "node", "sparsity": node_sparsity}),
         ("unstructured", {"method": "unstructured"}),
     ]
+    if net == "sfc-w1a1":
+        configs.append(("tile, taylor", {"method": "tile", "speedup": SPEEDUP, "criterion": "taylor"}))
     for label, settings in configs:
         if label == "unstructured":
             settings = {**settings, "layer_sparsity": tile_layers}
         cfg = PruneConfig.from_mapping({**settings, **SCHEDULE})
         began = time.perf_counter()
-        run = prune(ckpt, cfg, out / net / label, build_cfg, threads=threads, log=print)
+        run = prune(ckpt, cfg, out / net / label.replace(", ", "-"), build_cfg, threads=threads, log=print)
         wall = time.perf_counter() - began
         report = run.result.report
         if cfg.method is PruneMethod.TILE:
@@ -124,24 +129,29 @@ def run_net(net: str, out: Path, threads: int) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| network | method | sparsity | test % | cycles/frame measured | FINN estimate | speed-up | "
-            "weight bits | Yosys LUT | FF | BRAM18 | RTL vs PyTorch |")  # fmt: skip
-    lines = [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    head = ("| network | method | sparsity | test % | cycles/frame measured | estimate | speed-up | "
+            "weight bits | Yosys LUT | FF | BRAM18 | FINN est. LUT | RTL vs PyTorch |")  # fmt: skip
+    lines = [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     base = {r["net"]: r for r in rows if r["method"] == "unpruned"}
     for r in rows:
         b = base[r["net"]]
-        exact = "0 of {} differ".format(r["frames"] * 10) if r["rtl_vs_pytorch_mismatches"] == 0 else "DIFFERS"
+        what = "labels" if r.get("rtl_vs_pytorch_kind") == "label" else "elements"
+        exact = (
+            f"0 of {r.get('rtl_vs_pytorch_elements')} {what} differ"
+            if r["rtl_vs_pytorch_mismatches"] == 0
+            else "DIFFERS"
+        )
         lines.append(
             f"| {r['net']} | {r['method']} | {r['sparsity']:.3f} | {r['test_acc']:.2f} | {r['measured_ii']:.0f} | "
             f"{r['estimated_ii']} | {b['measured_ii'] / r['measured_ii']:.2f}x | {r['weight_bits']} | {r['luts']} | "
-            f"{r['ffs']} | {r['bram18']} | {exact} |"
+            f"{r['ffs']} | {r['bram18']} | {r['finn_lut_estimate']} | {exact} |"
         )
     return "\n".join(lines)
 
 
 def plots(rows: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    markers = {"unpruned": "o", "tile": "*", "node": "s", "unstructured": "x"}
+    markers = {"unpruned": "o", "tile": "*", "node": "s", "unstructured": "x", "tile, taylor": "P"}
     for key, xlabel, name in (("measured_ii", "cycles per frame (Verilator)", "cycles"),
                               ("luts", "LUTs (Yosys, xc7)", "luts")):  # fmt: skip
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -170,9 +180,15 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(NETS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("build/bench/pruning"))
+    parser.add_argument("--report", action="store_true", help="Only redraw the plots and table from OUT.")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     results = args.out / "pruning.json"
+    if args.report:
+        rows = json.loads(results.read_text())["rows"]
+        plots(rows)
+        print(table(rows))
+        return
     if results.is_file():
         rows = [r for r in json.loads(results.read_text())["rows"] if r["net"] not in args.only]
     for net in args.only:
