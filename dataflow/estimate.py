@@ -58,15 +58,18 @@ def estimate(model: Any, cfg: BuildConfig) -> dict[str, Any]:
 
 
 def sparse_cycles(model: Any) -> dict[str, int]:
-    """Cycles per frame of the matrix-vector layers whose weights have all-zero PE x SIMD tiles: the RTL visits
-    only the other tiles (bnnflow.tiles.vector_cycles), where FINN counts every one."""
+    """Cycles per frame of the matrix-vector layers that run a sparse schedule: those whose weights have
+    all-zero PE x SIMD tiles (the RTL visits only the others, bnnflow.tiles.vector_cycles, where FINN counts
+    every one) and that would otherwise be slower than the design's II with every such schedule. A faster layer
+    gains nothing from one and would only spend a schedule ROM and a double input buffer on it."""
     import numpy as np
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from qonnx.custom_op.registry import getCustomOp
 
     from bnnflow.dataflow.fold import base_op_type
     from bnnflow.tiles import is_sparse, kept_tiles, vector_cycles
 
-    out = {}
+    candidates = {}
     for node in model.graph.node:
         if base_op_type(node.op_type) != "MVAU":
             continue
@@ -76,8 +79,12 @@ def sparse_cycles(model: Any) -> dict[str, int]:
         weights = model.get_initializer(node.input[1])
         kept = kept_tiles(np.asarray(weights).T, inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD"))
         if is_sparse(kept):
-            out[node.name] = vector_cycles(kept) * int(np.prod(inst.get_nodeattr("numInputVectors")))
-    return out
+            candidates[node.name] = vector_cycles(kept) * int(np.prod(inst.get_nodeattr("numInputVectors")))
+    if not candidates:
+        return {}
+    dense = {name: int(c) for name, c in model.analysis(exp_cycles_per_layer).items()}
+    ii = max(candidates.get(name, c) for name, c in dense.items())
+    return {name: c for name, c in candidates.items() if dense[name] > ii}
 
 
 def _num(value: Any) -> float | int | None:

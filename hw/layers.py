@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from bnnflow.dataflow.estimate import sparse_cycles
 from bnnflow.errors import BnnflowError
 from bnnflow.tiles import is_sparse, kept_tiles, schedule, schedule_steps, tile_mask, vector_cycles
 
@@ -135,7 +136,9 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
     vectors = int(np.prod(inst.get_nodeattr("numInputVectors")))
     # Pruned fold tiles (all-zero PE x SIMD blocks, see bnnflow.tiles) are neither stored nor visited.
     kept = kept_tiles(weights.T, pe, simd) if not xnor else np.ones((nf, sf), dtype=bool)
-    sparse = is_sparse(kept)
+    sparse = is_sparse(kept) and node.name in sparse_cycles(model)  # where the II needs it, as estimated
+    if not sparse:
+        kept = np.ones((nf, sf), dtype=bool)
     thr = _thresholds(model, node, mh) if not no_act else None
     if sparse and _xnor_in_kept_tiles(weights, kept, idt, pe, simd) and thr is not None:
         # Bipolar data times weights that are +-1 wherever a tile is kept: XNOR-popcount over the kept tiles,
