@@ -29,15 +29,15 @@ from bnnflow.hw.synth import synthesize_build
 from bnnflow.prune import prune
 from bnnflow.sim.harness import SimConfig, simulate
 from bnnflow.training.config import TrainConfig
-from bnnflow.training.prune import PruneConfig, PruneMethod
+from bnnflow.training.prune import PruneConfig
 from bnnflow.training.train import train
 
 # name -> (model, wbits, abits, cycles-per-frame budget of the folding, node-pruning sparsity)
 NETS = {
     "sfc-w1a1": ("sfc", 1, 1, 4000, 0.67),
-    "tfc-w1a1": ("tfc", 1, 1, 1000, 0.5),
+    "tfc-w1a1": ("tfc", 1, 1, 4000, 0.5),
     "sfc-w2a2": ("sfc", 2, 2, 4000, 0.67),
-    "tfc-w2a2": ("tfc", 2, 2, 1000, 0.5),
+    "tfc-w2a2": ("tfc", 2, 2, 4000, 0.5),
 }
 SPEEDUP = 3.0
 SCHEDULE = {"steps": 4, "epochs_per_step": 3, "finetune_epochs": 10, "lr": 0.01}
@@ -116,7 +116,7 @@ def run_net(net: str, out: Path, threads: int) -> list[dict[str, Any]]:
         run = prune(ckpt, cfg, out / net / label.replace(", ", "-"), build_cfg, threads=threads, log=print)
         wall = time.perf_counter() - began
         report = run.result.report
-        if cfg.method is PruneMethod.TILE:
+        if label == "tile":
             tile_layers = {r["layer"]: 1.0 - r["kept"] / r["weights"] for r in report["pruned"]["layers"]}
             assert run.unpruned is not None
             rows.append({"net": net, "method": "unpruned", "sparsity": 0.0, "test_acc": report["unpruned"]["test_acc"],
@@ -181,10 +181,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("build/bench/pruning"))
     parser.add_argument("--report", action="store_true", help="Only redraw the plots and table from OUT.")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="Simulate and synthesize the sparse designs in OUT again (after an RTL change).")  # fmt: skip
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     results = args.out / "pruning.json"
-    if args.report:
+    if args.remeasure:
+        rows = json.loads(results.read_text())["rows"]
+        for row in rows:
+            where = "tile/unpruned" if row["method"] == "unpruned" else row["method"].replace(", ", "-")
+            build_dir = args.out / row["net"] / where / "build"
+            design = json.loads((build_dir / "sim" / "rtl" / "design.json").read_text())
+            if any(layer["module"] == "bnn_mvau_sparse" for layer in design["layers"]):
+                row.update(measure(build_dir))
+        results.write_text(json.dumps({"machine": platform.platform(), "rows": rows}, indent=1))
+    if args.report or args.remeasure:
         rows = json.loads(results.read_text())["rows"]
         plots(rows)
         print(table(rows))

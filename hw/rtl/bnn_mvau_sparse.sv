@@ -45,7 +45,7 @@ module bnn_mvau_sparse #(
 
   // Schedule: word k, LSB first, holds the column fold of step k in [SFW-1:0], `last` (the last step of its row
   // fold) at SFW and `valid` (0 for the dummy step of an empty row fold) at SFW+1; steps in (nf, sf) order.
-  logic [SFW+1:0] smem[STEPS];
+  (* rom_style = "block" *) logic [SFW+1:0] smem[STEPS];
   // Weights: word k holds the tile of step k, W[nf*PE+p][sf*SIMD+s] at bit (p*SIMD+s)*WBITS (dummy: ignored).
   (* rom_style = "block" *) logic [PE*SIMD*WBITS-1:0] wmem[STEPS];
   // Thresholds: word nf holds T[nf*PE+p][t] at bit (p*TW+t)*ACCBITS.
