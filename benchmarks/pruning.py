@@ -181,8 +181,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("build/bench/pruning"))
     parser.add_argument("--report", action="store_true", help="Only redraw the plots and table from OUT.")
-    parser.add_argument("--remeasure", action="store_true",
-                        help="Simulate and synthesize the sparse designs in OUT again (after an RTL change).")  # fmt: skip
+    again = "Simulate and synthesize the sparse designs in OUT again (after an RTL change)."
+    parser.add_argument("--remeasure", action="store_true", help=again)
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     results = args.out / "pruning.json"
