@@ -31,7 +31,7 @@ class PruneRun:
         out = [
             f"method     {r['method']}",
             f"accuracy   unpruned {r['unpruned']['test_acc']:.2f}% -> pruned {r['pruned']['test_acc']:.2f}% "
-            "(final model, MNIST-style test split)",
+            "(the final model, on the test split)",
             f"weights    {r['pruned']['kept']} of {r['pruned']['weights']} kept "
             f"(sparsity {r['pruned']['sparsity']:.3f})",
         ]
