@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bnnflow.artifacts import step_model_path
+from bnnflow.dataflow.estimate import sparse_cycles
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir, write_json, write_text
 from bnnflow.hw.layers import LayerRTL, follow_input, layer_rtl
@@ -91,7 +92,8 @@ def with_width_converters(layers: list[LayerRTL]) -> list[LayerRTL]:
 def generate(model: Any, rtl_dir: Path, source: str = "", fifo_depth: int = 2) -> Design:
     """Write <rtl_dir>/bnn_top.sv, the memory files and design.json for a folded, specialized graph."""
     out = ensure_writable_dir(rtl_dir, "RTL directory")
-    layers = with_width_converters([layer_rtl(model, node) for node in dataflow_layers(model)])
+    sparse = sparse_cycles(model)  # once for the whole design: it weighs every layer against the II
+    layers = with_width_converters([layer_rtl(model, node, sparse) for node in dataflow_layers(model)])
     for layer in layers:
         for name, lines in layer.memories.items():
             write_text(out / name, "\n".join(lines) + "\n")

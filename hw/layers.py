@@ -6,7 +6,7 @@ SystemVerilog in hw/rtl/, and the top level is rendered from hw/templates/.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +125,9 @@ def accumulator_range(weights: np.ndarray, idt: Any) -> tuple[int, int]:
     return int(lo.min()), int(hi.max())
 
 
-def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
+def mvau(model: Any, node: Any, inst: Any, sparse: Mapping[str, int] | None = None) -> LayerRTL:
+    """sparse: the layers that run a sparse schedule (dataflow.estimate.sparse_cycles of the model), computed here
+    when not given."""
     mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
     pe, simd = inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")
     idt, wdt, odt = _dt(inst, "inputDataType"), _dt(inst, "weightDataType"), _dt(inst, "outputDataType")
@@ -136,11 +138,13 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
     vectors = int(np.prod(inst.get_nodeattr("numInputVectors")))
     # Pruned fold tiles (all-zero PE x SIMD blocks, see bnnflow.tiles) are neither stored nor visited.
     kept = kept_tiles(weights.T, pe, simd) if not xnor else np.ones((nf, sf), dtype=bool)
-    sparse = is_sparse(kept) and node.name in sparse_cycles(model)  # where the II needs it, as estimated
-    if not sparse:
+    if sparse is None:
+        sparse = sparse_cycles(model)
+    use_sparse = is_sparse(kept) and node.name in sparse  # where the II needs it, as estimated
+    if not use_sparse:
         kept = np.ones((nf, sf), dtype=bool)
     thr = _thresholds(model, node, mh) if not no_act else None
-    if sparse and _xnor_in_kept_tiles(weights, kept, idt, pe, simd) and thr is not None:
+    if use_sparse and _xnor_in_kept_tiles(weights, kept, idt, pe, simd) and thr is not None:
         # Bipolar data times weights that are +-1 wherever a tile is kept: XNOR-popcount over the kept tiles,
         # as FINN does for dense binary layers. sum = 2 * popcount - K_r for the K_r kept columns of row r,
         # so sum >= T  <=>  popcount >= ceil((T + K_r) / 2).
@@ -162,7 +166,7 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
         lo, hi = min(lo, int(thr.min()), actval), max(hi, int(thr.max()), actval + nthres)
     accbits = signed_bits(lo, hi) + 1
     memories: dict[str, list[str]] = {}
-    if sparse:
+    if use_sparse:
         steps = schedule(kept)
         sfw = max(1, (sf - 1).bit_length())
         zero = np.zeros(pe * simd, dtype=np.int64)
@@ -204,7 +208,7 @@ def mvau(model: Any, node: Any, inst: Any) -> LayerRTL:
     if xnor:
         params["W_SIGNED"] = 0
     module = "bnn_mvau"
-    if sparse:
+    if use_sparse:
         module = "bnn_mvau_sparse"
         params["STEPS"] = schedule_steps(kept)
         params["SCHED_FILE"] = f"{node.name}_schedule.mem"
@@ -335,7 +339,8 @@ LAYERS: dict[str, Callable[[Any, Any, Any], LayerRTL]] = {
 }
 
 
-def layer_rtl(model: Any, node: Any) -> LayerRTL:
+def layer_rtl(model: Any, node: Any, sparse: Mapping[str, int] | None = None) -> LayerRTL:
+    """The RTL instance of one hardware layer; `sparse` as for mvau (pass it when generating a whole design)."""
     from qonnx.custom_op.registry import getCustomOp
 
     from bnnflow.dataflow.fold import base_op_type
@@ -345,4 +350,6 @@ def layer_rtl(model: Any, node: Any) -> LayerRTL:
         raise BnnflowError(
             f"layer '{node.name}' ({node.op_type}) has no RTL in bnnflow yet; supported: {', '.join(LAYERS)}"
         )
+    if kind == "MVAU":
+        return mvau(model, node, getCustomOp(node), sparse)
     return LAYERS[kind](model, node, getCustomOp(node))

@@ -716,6 +716,7 @@ def prune_checkpoint(
         CHECKPOINT,
         METRICS,
         evaluate,
+        loss_fn,
         model_from_checkpoint,
         run_epoch,
         save_checkpoint,
@@ -743,6 +744,7 @@ def prune_checkpoint(
     def retrain(net: BNN, epochs: int, label: str) -> float:
         optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=tcfg.weight_decay)
         start = epoch[0]
+        test_acc = None
         for i in range(epochs):
             began = time.perf_counter()
             loss, acc = run_epoch(
@@ -756,11 +758,10 @@ def prune_checkpoint(
                             "test_acc": test_acc, "seconds": round(time.perf_counter() - began, 3)})  # fmt: skip
             if log:
                 log(f"{label} epoch {i + 1}/{epochs}: train {acc:.2f}% test {test_acc:.2f}%")
-        return evaluate(net, data.test_x, data.test_y, tcfg.device)
+        return test_acc if test_acc is not None else evaluate(net, data.test_x, data.test_y, tcfg.device)
 
     # Input activity decides which pixels never change: as many images as memory comfortably allows.
     x = data.train_x[: min(500 if model.spec.is_cnn else 10000, len(data.train_x))].astype(np.float32)
-    from bnnflow.training.train import loss_fn
 
     def saliency(net: BNN, layers: list[PrunableLayer]) -> dict[str, np.ndarray]:
         n = min(5000, len(data.train_y))
