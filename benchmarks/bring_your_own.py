@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.byon: t
 
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
+from bnnflow.hw.generate import write_rtl
 from bnnflow.sim.harness import SimConfig, simulate
 from tests.byon import bnn_pynq
 
@@ -41,6 +42,7 @@ def main() -> None:
             began = time.perf_counter()
             build(src / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=fold, verify_samples=4))
             built = time.perf_counter() - began
+            write_rtl(out)
             report = simulate(SimConfig(build_dir=out, cppsim=False))
             vs = report.vs_pytorch
             row = {

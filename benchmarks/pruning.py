@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bnnflow.dataflow.config import BuildConfig
+from bnnflow.hw.generate import write_rtl
 from bnnflow.hw.synth import synthesize_build
 from bnnflow.prune import prune
 from bnnflow.sim.harness import SimConfig, simulate
@@ -47,7 +48,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def weight_bits(rtl_dir: Path) -> int:
     """Bits of every weight (and sparse schedule) memory of a generated design."""
-    design = json.loads((rtl_dir / "design.json").read_text())
+    design = json.loads((rtl_dir / "manifest.json").read_text())
     total = 0
     for layer in design["layers"]:
         params = layer["params"]
@@ -81,7 +82,7 @@ def measure(build_dir: Path) -> dict[str, Any]:
         "ffs": synth["yosys"]["ffs"],
         "bram18": synth["yosys"]["bram18"],
         "lutram_cells": synth["yosys"]["lutram_cells"],
-        "weight_bits": weight_bits(sim.sim_dir / "rtl"),
+        "weight_bits": weight_bits(build_dir / "rtl"),
     }
 
 
@@ -191,7 +192,7 @@ def main() -> None:
         for row in rows:
             where = "tile/unpruned" if row["method"] == "unpruned" else row["method"].replace(", ", "-")
             build_dir = args.out / row["net"] / where / "build"
-            design = json.loads((build_dir / "sim" / "rtl" / "design.json").read_text())
+            design = write_rtl(build_dir).manifest
             if any(layer["module"] == "bnn_mvau_sparse" for layer in design["layers"]):
                 row.update(measure(build_dir))
         results.write_text(json.dumps({"machine": platform.platform(), "rows": rows}, indent=1))

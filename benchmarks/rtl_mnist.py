@@ -18,6 +18,7 @@ import torch
 
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
+from bnnflow.hw.generate import write_rtl
 from bnnflow.sim.harness import SimConfig, simulate
 from bnnflow.training.data import load_dataset
 from bnnflow.training.export import export
@@ -37,6 +38,7 @@ def main() -> None:
     exported = export(model, data, args.out, golden_samples=16)
     cfg = BuildConfig(output_dir=args.out / "dataflow", target_cycles_per_frame=args.target_cycles_per_frame)
     build(exported.model_path, cfg)
+    write_rtl(cfg.output_dir)
     n = args.limit or len(data.test_y)
     x = data.test_x[:n].reshape(n, -1).astype(np.float32)
     with torch.no_grad():

@@ -143,12 +143,21 @@ def run(out_dir: Path, epochs: int, seed: int, progress: bool) -> None:
 @click.option("--verify-samples", type=int, help="Golden inputs executed per step.")
 @click.option("--start-step", help="Resume at this step (see `bnnflow steps`).")
 @click.option("--stop-step", help="Stop after this step.")
-@click.option("--to", type=click.Choice(["estimates", "ip", "bitstream"]), help="How far to build.")
-def build(model: Path, config_file: Path | None, **flags: Any) -> None:
-    """Compile an exported QONNX model with FINN to a folded dataflow graph with estimates."""
+@click.option(
+    "--to",
+    type=click.Choice(["estimates", "ip", "bitstream"]),
+    help="How far to build; ip/bitstream continue with FINN's own HLS IP in Vivado (not the verified RTL).",
+)
+@click.option("--fifo-depth", type=int, default=2, show_default=True, help="Smallest FIFO depth between layers.")
+def build(model: Path, config_file: Path | None, fifo_depth: int, **flags: Any) -> None:
+    """Compile an exported QONNX model with FINN to a folded dataflow graph with estimates, and write its RTL
+    once into BUILD_DIR/rtl (simulation, synthesis and bitstreams read it)."""
     from bnnflow.dataflow.build import build as run_build
     from bnnflow.dataflow.config import BuildConfig
+    from bnnflow.hw.generate import HwConfig
 
+    hw_cfg = HwConfig(fifo_depth=fifo_depth)
+    hw_cfg.validate()
     cfg = (BuildConfig.from_yaml(config_file) if config_file else BuildConfig()).replace(**flags)
     result = run_build(model, cfg, log=_echo_err)
     if result.estimates is not None:
@@ -160,8 +169,31 @@ def build(model: Path, config_file: Path | None, **flags: Any) -> None:
 
         click.echo(host_line(result.host_nodes))
     click.echo(f"build directory {result.output_dir} (last step: {result.steps[-1]})")
+    if result.steps[-1] in ("fold", "estimate"):
+        _echo_rtl(write_rtl_of(result.output_dir, hw_cfg), result.output_dir)
     if result.stopped:
         click.echo(result.stopped)
+
+
+def write_rtl_of(build_dir: Path, cfg: Any) -> Any:
+    from bnnflow.hw.generate import write_rtl
+
+    return write_rtl(build_dir, cfg)
+
+
+def _echo_rtl(design: Any, build_dir: Path) -> None:
+    click.echo(f"rtl        {build_dir / 'rtl'}: {len(design.sources)} sources, {len(design.memories)} memories, "
+               f"hash {design.rtl_hash}")  # fmt: skip
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--fifo-depth", type=int, default=2, show_default=True, help="Smallest FIFO depth between layers.")
+def rtl(build_dir: Path, fifo_depth: int) -> None:
+    """Write the accelerator's RTL once into BUILD_DIR/rtl, with manifest.json and its hash."""
+    from bnnflow.hw.generate import HwConfig
+
+    _echo_rtl(write_rtl_of(build_dir, HwConfig(fifo_depth=fifo_depth)), build_dir)
 
 
 @cli.command()
@@ -221,7 +253,7 @@ def sim(
     cppsim: bool,
     cppsim_samples: int,
 ) -> None:
-    """Generate the accelerator's RTL and simulate it in Verilator against the golden outputs."""
+    """Simulate the accelerator's RTL (BUILD_DIR/rtl) in Verilator against the golden outputs."""
     from bnnflow.sim.harness import SimConfig, simulate
 
     cfg = SimConfig(build_dir, golden, samples, backpressure, seed, trace, cppsim=cppsim, cppsim_samples=cppsim_samples)

@@ -13,6 +13,7 @@ from bnnflow.dataflow.build import BuildResult, build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir
+from bnnflow.hw.generate import write_rtl
 from bnnflow.training.export import export_checkpoint
 from bnnflow.training.prune import PruneConfig, PruneResult, prune_checkpoint
 
@@ -91,6 +92,7 @@ def prune(
     exported = export_checkpoint(checkpoint, unpruned_dir, data_dir)
     say(f"building the unpruned network for its folding ({unpruned_dir / 'build'})")
     before = build(exported.model_path, build_cfg.replace(output_dir=unpruned_dir / "build"), log=None)
+    write_rtl(before.output_dir)
     folds, dims, floor = mvau_folding(before.output_dir)
     layers = prunable_layers(model)
     shapes = [(layer.rows, layer.cols) for layer in layers]
@@ -114,6 +116,7 @@ def prune(
             ),
             log=None,
         )
+        write_rtl(after.output_dir)
     return PruneRun(result, before, after)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bnnflow.dataflow.build import BuildResult, build
 from bnnflow.dataflow.config import BuildConfig
+from bnnflow.hw.generate import write_rtl
 from bnnflow.sim.harness import SimConfig, SimReport, simulate
 from bnnflow.training.config import TrainConfig
 from bnnflow.training.data import load_dataset
@@ -81,5 +82,6 @@ def run(
     trained = train(cfg, log=log, data=data)
     exported = export(trained.model, data, Path(out_dir), cfg.golden_samples)
     built = build(exported.model_path, build_cfg or default_build_config(out_dir), log=log)
+    write_rtl(built.output_dir)
     simulated = simulate(SimConfig(build_dir=built.output_dir))
     return RunSummary(trained, exported, built, simulated, Path(out_dir))

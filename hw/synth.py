@@ -73,7 +73,7 @@ def synthesize(design: Design, work_dir: Path, family: str = "xc7", top: str = T
     for src in design.sources:
         shutil.copyfile(src, work / src.name)
         names.append(src.name)
-    for mem in sorted(design.rtl_dir.glob("*.mem")):
+    for mem in design.memories or sorted(design.rtl_dir.glob("*.mem")):
         shutil.copyfile(mem, work / mem.name)
     script = (
         f"read_slang --threads 1 {' '.join(names)} --top {top}; "
@@ -95,20 +95,18 @@ def synthesize(design: Design, work_dir: Path, family: str = "xc7", top: str = T
 
 
 def synthesize_build(build_dir: Path, family: str = "xc7") -> dict[str, Any]:
-    """Generate the RTL of a `bnnflow build` directory and synthesize it in BUILD_DIR/synth; report.json there
-    holds Yosys' counts beside FINN's estimates for the same graph."""
-    from bnnflow.artifacts import load_onnx
+    """Synthesize the RTL of a `bnnflow build` directory (BUILD_DIR/rtl) in BUILD_DIR/synth; report.json there
+    holds Yosys' counts beside FINN's estimates for the same graph, and the hash of the RTL it read."""
     from bnnflow.fileio import ensure_writable_dir, write_json
-    from bnnflow.hw.generate import folded_model_path, generate
+    from bnnflow.hw.generate import load_build_design
 
     build_dir = Path(build_dir)
-    source = folded_model_path(build_dir)
+    design = load_build_design(build_dir)
     out = ensure_writable_dir(build_dir / "synth", "synthesis directory").resolve()
-    design = generate(load_onnx(source), out / "rtl", source=source.name)
     util = synthesize(design, out / "yosys", family)
     estimates_file = build_dir / "estimates.json"
     finn = json.loads(estimates_file.read_text()).get("total") if estimates_file.is_file() else None
-    report = {"yosys": util.to_dict(), "finn_estimate": finn, "top": TOP}
+    report = {"yosys": util.to_dict(), "finn_estimate": finn, "top": TOP, "rtl_hash": design.rtl_hash}
     write_json(out / "report.json", report)
     return report
 

@@ -18,7 +18,7 @@ from bnnflow.dataflow.host import HostGraphs
 from bnnflow.dataflow.verify import execute_accelerator
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir, write_json, write_text
-from bnnflow.hw.generate import TOP, Design, folded_model_path, generate
+from bnnflow.hw.generate import TOP, Design, load_build_design
 from bnnflow.hw.layers import StreamFormat, decode, encode, pack_words, unpack_words
 from bnnflow.render import render
 from bnnflow.sim.cppsim import CppsimReport, run_cppsim
@@ -41,10 +41,8 @@ class SimConfig:
     """Seed of the back-pressure pattern."""
     trace: bool = False
     """Write an FST waveform to sim/trace.fst."""
-    fifo_depth: int = 2
-    """Depth of the FIFO after every layer."""
     sim_dir: Path | None = None
-    """Where the RTL, the Verilator build and report.json go; default BUILD_DIR/sim."""
+    """Where the Verilator build and report.json go; default BUILD_DIR/sim (the RTL is BUILD_DIR/rtl's)."""
     cppsim: bool = True
     """Also run FINN's C++ simulation of the HLS layers, where finn-hlslib is present (else say why not)."""
     cppsim_samples: int = 4
@@ -66,6 +64,7 @@ class SimReport:
     outputs: np.ndarray = field(repr=False)
     cppsim: CppsimReport = field(default_factory=lambda: CppsimReport(ran=False, reason="skipped: not asked for"))
     sim_dir: Path | None = None
+    rtl_hash: str = ""
 
     @property
     def rtl_ok(self) -> bool:
@@ -92,6 +91,7 @@ class SimReport:
         return [
             f"rtl        {self.frames} frames in Verilator: {self.mismatches_vs_finn} of {self.outputs.size} output "
             "elements differ from FINN's execution",
+            f"rtl hash   {self.rtl_hash}",
             f"pytorch    host part + RTL vs golden: {vs.summary() if vs is not None else 'no golden outputs'}",
             f"cycles     II measured {ii} vs FINN estimate {self.expected_ii} ({self.slowest_layer}); "
             f"latency {self.latency_cycles} cycles{' (with back-pressure)' if self.backpressure else ''}",
@@ -113,6 +113,7 @@ class SimReport:
             "total_cycles": self.total_cycles,
             "backpressure": self.backpressure,
             "cppsim": self.cppsim.to_dict(),
+            "rtl_hash": self.rtl_hash,
         }
 
 
@@ -182,10 +183,11 @@ def simulate(
     torch_outputs: np.ndarray | None = None,
     quantizer_ties: np.ndarray | None = None,
 ) -> SimReport:
-    """Generate RTL for the build, simulate it on golden (or given) inputs with the host part of the network
-    around it, compare, measure cycles."""
+    """Simulate the build's RTL (BUILD_DIR/rtl, as the hardware stage wrote it) on golden (or given) inputs with
+    the host part of the network around it, compare, measure cycles."""
     build_dir = Path(cfg.build_dir)
-    model = load_onnx(folded_model_path(build_dir))
+    design = load_build_design(build_dir)
+    model = load_onnx(build_dir / design.manifest["source"])  # the graph this RTL was generated from
     # Absolute: the test bench runs in the RTL directory (memory files are named relative to it).
     sim_dir = ensure_writable_dir(cfg.sim_dir or build_dir / "sim", "simulation directory").resolve()
     if inputs is None:
@@ -200,7 +202,6 @@ def simulate(
     with warnings.catch_warnings():  # qonnx warns about datatype annotations it rounds to; not the user's concern
         warnings.simplefilter("ignore")
         accel_inputs = host.accelerator_inputs(inputs)
-    design = generate(model, sim_dir / "rtl", source=folded_model_path(build_dir).name, fifo_depth=cfg.fifo_depth)
     fmt_in, fmt_out = design.layers[0].instream, design.layers[-1].outstream
     words = _input_words(model, accel_inputs, fmt_in)
     values, cycles, wall = run_design(design, words, fmt_in, fmt_out, cfg, sim_dir)
@@ -212,7 +213,7 @@ def simulate(
     vs_pytorch = None
     if torch_outputs is not None:
         vs_pytorch = compare_outputs(final, torch_outputs, quantizer_ties=quantizer_ties)
-    slowest = max(design.layers, key=lambda layer: layer.expected_cycles)
+    slowest = design.slowest
     latency = cycles["out_last"][0] - cycles["in_first"][0] + 1 if cycles["out_last"] else 0
     report = SimReport(
         frames=len(values),
@@ -228,6 +229,7 @@ def simulate(
         outputs=values,
         cppsim=_cppsim(cfg, model, accel_inputs, sim_dir),
         sim_dir=sim_dir,
+        rtl_hash=design.rtl_hash,
     )
     write_json(sim_dir / "report.json", report.to_dict())
     return report

@@ -8,6 +8,7 @@ import numpy as np
 
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
+from bnnflow.hw.generate import write_rtl
 from bnnflow.prune import mvau_folding
 from bnnflow.tiles import kept_tiles
 from bnnflow.training.data import Dataset
@@ -44,4 +45,5 @@ def tile_pruned_build(
     pruned = build(out / "pruned" / "model.onnx",
                    BuildConfig(output_dir=out / "pruned" / "build", verify_samples=samples,
                                folding_config_file=dense.output_dir / "folding.json"))  # fmt: skip
+    write_rtl(pruned.output_dir)
     return pruned.output_dir, grids

@@ -12,7 +12,7 @@ from bnnflow.artifacts import load_onnx
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
-from bnnflow.hw.generate import LIBRARY, folded_model_path, generate
+from bnnflow.hw.generate import LIBRARY, folded_model_path, generate, write_rtl
 from bnnflow.hw.synth import find_yosys, synthesize
 from bnnflow.training.data import Dataset, load_dataset
 from tests.byon import Act, Conv, Net, export_net
@@ -30,6 +30,7 @@ def yosys() -> Path:
 
 def _build(src: Path, out: Path, cycles: int) -> Path:
     build(src / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=cycles, verify=False))
+    write_rtl(out)
     return out
 
 
@@ -78,8 +79,10 @@ def test_generated_accelerators_synthesize_with_yosys(yosys, exported, capsys, t
         assert util["bram18"] + util["lutram_cells"] > 0, (name, util["cells"])
         assert f"{util['luts']} LUTs" in printed and f"FINN estimate: {report['finn_estimate']['LUT']} LUTs" in printed
         assert "ERROR" not in (out / "synth" / "yosys" / "yosys.log").read_text()
-        rtl = out / "synth" / "rtl"
-        modules |= {layer["module"] for layer in json.loads((rtl / "design.json").read_text())["layers"]}
+        rtl = out / "rtl"
+        manifest = json.loads((rtl / "manifest.json").read_text())
+        assert report["rtl_hash"] == manifest["hash"]  # synthesis read the RTL the hardware stage wrote
+        modules |= {layer["module"] for layer in manifest["layers"]}
         modules |= {"bnn_fifo"} if "bnn_fifo #(" in (rtl / "bnn_top.sv").read_text() else set()
     assert modules == {name.removesuffix(".sv") for name in LIBRARY}
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
+from bnnflow.hw.generate import write_rtl
 from bnnflow.sim.harness import SimConfig, simulate
 from tests.byon import Act, Conv, Dense, Net, bnn_pynq, build_net, export_net, inputs_for
 
@@ -32,6 +33,7 @@ BNN_PYNQ = [
 
 def build_and_simulate(src: Path, out: Path, cycles: int | None = None, **cfg: object) -> object:
     build(src / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=cycles, verify_samples=4, **cfg))
+    write_rtl(out)
     return simulate(SimConfig(build_dir=out, cppsim=False))
 
 
@@ -69,7 +71,7 @@ def test_declared_uint8_input_moves_the_quantizer_into_hardware(pynq_exports, tm
 
     report = build_and_simulate(pynq_exports("tfc_1w1a"), tmp_path, 1000, input_datatype="UINT8", input_scale=255)
     assert_exact(report)
-    design = json.loads((tmp_path / "sim" / "rtl" / "design.json").read_text())
+    design = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
     assert design["layers"][0]["module"] == "bnn_thresholding"
     assert design["input"]["bits"] == 8 and not design["input"]["signed"]
 
@@ -141,6 +143,7 @@ def test_brevitas_one_bit_unsigned_export_is_refused(tmp_path) -> None:
 def test_copied_build_directory_still_simulates(tmp_path) -> None:
     src = export_net(KINDS["cnn-pad-stride-pool3s2"], tmp_path / "src", samples=3)
     build(src / "model.onnx", BuildConfig(output_dir=tmp_path / "b", verify_samples=2))
+    write_rtl(tmp_path / "b")
     shutil.copytree(tmp_path / "b", tmp_path / "moved")
     shutil.rmtree(tmp_path / "b")
     shutil.rmtree(tmp_path / "src")

@@ -17,13 +17,15 @@ from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.dataflow.host import HostGraphs
 from bnnflow.errors import BnnflowError
+from bnnflow.hw.generate import folded_model_path, write_rtl
 from bnnflow.sim import cppsim
-from bnnflow.sim.harness import SimConfig, folded_model_path, simulate
+from bnnflow.sim.harness import SimConfig, simulate
 from tests.sim.conftest import tiny_cnn
 
 
 def _folded(src: Path, out: Path, cycles: int) -> tuple[object, np.ndarray]:
     build(src / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=cycles, verify_samples=1))
+    write_rtl(out)
     model = load_onnx(folded_model_path(out))
     return model, HostGraphs.of_model(model).accelerator_inputs(load_golden(out / "golden.npz")["inputs"])
 

@@ -71,7 +71,7 @@ def test_tile_pruned_network_runs_a_sparse_schedule(digits_checkpoint, tmp_path,
     assert "bnn_mvau_sparse" in modules
     # The weight memories hold only the kept tiles.
     dense_words = sum(lyr["cycles"] for lyr in before["layers"] if lyr["op_type"].startswith("MVAU"))
-    words = sum(len(p.read_text().split()) for p in (sim.sim_dir / "rtl").glob("*_weights.mem"))
+    words = sum(len(p.read_text().split()) for p in (tmp_path / "build" / "rtl").glob("*_weights.mem"))
     assert words < dense_words
 
 

@@ -12,6 +12,7 @@ import pytest
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
+from bnnflow.hw.generate import write_rtl
 from bnnflow.sim.harness import SimConfig, simulate
 from bnnflow.training.models import ZOO_BITS
 from tests.sim.conftest import tiny_cnn
@@ -39,6 +40,7 @@ CASES = [
 def _build(src: Path, out: Path, cycles: int | None) -> Path:
     cfg = BuildConfig(output_dir=out, target_cycles_per_frame=cycles, verify_samples=2)
     build(src / "model.onnx", cfg)
+    write_rtl(out)
     return out
 
 
@@ -88,13 +90,20 @@ def test_backpressure_keeps_results_and_slows_down(verilator, exported, tmp_path
 
 def test_generated_rtl_is_deterministic(verilator, exported, tmp_path) -> None:
     src = exported("tfc", 1, 2, 8)
-    for sub in ("a", "b"):
-        simulate(SimConfig(build_dir=_build(src, tmp_path / sub, 1000), samples=3))
-    files = sorted(p.name for p in (tmp_path / "a" / "sim" / "rtl").iterdir())
-    assert "bnn_top.sv" in files and any(f.endswith("_weights.mem") for f in files)
+    reports = [simulate(SimConfig(build_dir=_build(src, tmp_path / sub, 1000), samples=3)) for sub in ("a", "b")]
+    files = sorted(p.name for p in (tmp_path / "a" / "rtl").iterdir())
+    assert {"bnn_top.sv", "manifest.json", "bnn_mvau.sv"} <= set(files) and any(
+        f.endswith("_weights.mem") for f in files
+    )
+    assert files == sorted(p.name for p in (tmp_path / "b" / "rtl").iterdir())
     for name in files:
-        a = (tmp_path / "a" / "sim" / "rtl" / name).read_bytes()
-        assert a == (tmp_path / "b" / "sim" / "rtl" / name).read_bytes(), name
+        a = (tmp_path / "a" / "rtl" / name).read_bytes()
+        assert a == (tmp_path / "b" / "rtl" / name).read_bytes(), name
+    assert (
+        reports[0].rtl_hash
+        == reports[1].rtl_hash
+        == json.loads((tmp_path / "a" / "rtl" / "manifest.json").read_text())["hash"]
+    )
 
 
 @pytest.mark.parametrize("fold", [None, 300])
@@ -104,7 +113,7 @@ def test_cnn_rtl_sliding_window_and_pool(verilator, real_images, tmp_path, wbits
     report = simulate(SimConfig(build_dir=out))
     assert report.mismatches_vs_finn == 0 and report.vs_pytorch.ok
     assert abs(report.measured_ii - report.expected_ii) <= 0.05 * report.expected_ii
-    modules = {layer["module"] for layer in json.loads((out / "sim" / "rtl" / "design.json").read_text())["layers"]}
+    modules = {layer["module"] for layer in json.loads((out / "rtl" / "manifest.json").read_text())["layers"]}
     assert {"bnn_swg", "bnn_pool", "bnn_label_select"} <= modules
     assert modules & {"bnn_mvau", "bnn_mvau_sparse"}  # sparse where 2-bit weights leave whole tiles at 0
 
@@ -129,7 +138,7 @@ def test_layer_without_rtl_is_named(verilator, exported, tmp_path) -> None:
     model.graph.node[1].op_type = "VVAU_hls"
     model.save(str(path))
     with pytest.raises(BnnflowError, match=r"layer 'MVAU_hls_0' \(VVAU_hls\) has no RTL in bnnflow yet"):
-        simulate(SimConfig(build_dir=out))
+        write_rtl(out)
 
 
 def test_missing_verilator_is_a_clear_error(exported, tmp_path, monkeypatch) -> None:
@@ -147,6 +156,21 @@ def test_missing_verilator_is_a_clear_error(exported, tmp_path, monkeypatch) -> 
 def test_unbuilt_directory(tmp_path) -> None:
     with pytest.raises(BnnflowError, match="holds no folded graph"):
         simulate(SimConfig(build_dir=tmp_path))
+
+
+def test_rtl_is_read_not_regenerated(verilator, exported, tmp_path) -> None:
+    """sim reads BUILD_DIR/rtl as the hardware stage wrote it: missing RTL and an edited file are refused."""
+    out = tmp_path / "b"
+    build(exported("tfc", 1, 1, 4) / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=1000))
+    with pytest.raises(BnnflowError, match=r"holds no generated RTL; write it with `bnnflow rtl "):
+        simulate(SimConfig(build_dir=out))
+    design = write_rtl(out)
+    mem = next(p for p in design.memories if p.name.endswith("_weights.mem"))
+    words = mem.read_text().split()
+    words[0] = "0" if words[0] != "0" else "1"
+    mem.write_text("\n".join(words) + "\n")
+    with pytest.raises(BnnflowError, match=rf"{mem.name} differs from manifest.json \(edited after generation\)"):
+        simulate(SimConfig(build_dir=out))
 
 
 def test_fst_waveform(verilator, exported, tmp_path) -> None:
