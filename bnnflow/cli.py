@@ -77,6 +77,56 @@ def train(config_file: Path | None, **flags: Any) -> None:
 
 
 @cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--target", default="ice40-up5k", show_default=True,
+              type=click.Choice(["ice40-up5k", "ice40-hx8k", "ecp5-25k", "ecp5-85k"]), help="FPGA part.")
+@click.option("--board", help="icebreaker, ulx3s, ice40-hx8k-breakout, a board file (.yaml), or none "
+              "(pins placed by nextpnr); default: the target's board.")  # fmt: skip
+@click.option("--mhz", type=float, help="Clock to close timing at (default: 48 on iCE40, 100 on ECP5).")
+@click.option("--images", type=int, help="Test images in the self-test ROM (default: what fits).")
+@click.option("--seed", type=int, default=1, show_default=True, help="nextpnr's placement seed.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Run the self-test in Verilator before synthesis.")  # fmt: skip
+def bitstream(build_dir: Path, target: str, board: str | None, mhz: float | None, images: int | None, seed: int,
+              check: bool) -> None:  # fmt: skip
+    """A bitstream for an iCE40 or ECP5 part with open tools (Yosys, nextpnr): the RTL of BUILD_DIR/rtl inside a
+    self-test that checks test images on the board (LEDs, UART), with utilisation, Fmax and frames/s."""
+    from bnnflow.bitstream import make_bitstream
+
+    result = make_bitstream(build_dir, target, check=check, board_name=board, mhz=mhz, frames=images, seed=seed)
+    for line in result.lines():
+        click.echo(line)
+    click.echo(f"report     {build_dir / 'fpga' / target / 'report.json'}")
+    failure = result.timing_failure()
+    if failure:
+        raise BnnflowError(failure)
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--board", default="Pynq-Z1", show_default=True, help="Pynq-Z1 or ZCU104.")
+@click.option("--part", help="Xilinx part (default: the board's).")
+@click.option("--clock-ns", type=float, default=10.0, show_default=True, help="Clock period to constrain.")
+@click.option("--run/--no-run", "run_vivado", default=False, show_default=True,
+              help="Run Vivado on the project (it must be installed).")  # fmt: skip
+def vivado(build_dir: Path, board: str, part: str | None, clock_ns: float, run_vivado: bool) -> None:
+    """A Vivado project (TCL, file list, XDC, AXI-stream wrapper) for the same RTL that Verilator verified."""
+    from bnnflow.hw.generate import load_build_design
+    from bnnflow.hw.xilinx import find_board, find_vivado, run_vivado_project, write_vivado_project
+
+    design = load_build_design(build_dir)
+    chosen = find_board(board)
+    project = write_vivado_project(design.rtl_dir, design.manifest, Path(build_dir) / "xilinx",
+                                   part or chosen.part, clock_ns, chosen.name)  # fmt: skip
+    click.echo(f"vivado     project for {project.part} ({project.board}) in {project.out_dir}; "
+               f"rtl hash {design.rtl_hash}")  # fmt: skip
+    click.echo(f"run        vivado -mode batch -source {project.script}")
+    if run_vivado:
+        product = run_vivado_project(project, find_vivado())
+        click.echo(f"wrote      {product}")
+
+
+@cli.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output directory (default: beside it).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Directory holding the data set files.")

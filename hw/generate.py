@@ -80,10 +80,10 @@ class Design:
         return max(self.layers, key=lambda layer: layer.expected_cycles)
 
 
-def library_files() -> list[Path]:
-    """The hand-written layer library, from the installed package."""
+def library_files(names: tuple[str, ...] = LIBRARY) -> list[Path]:
+    """Hand-written modules (by default the layer library) from the installed package."""
     root = Path(str(resources.files("bnnflow.hw"))) / "rtl"
-    return [root / name for name in LIBRARY]
+    return [root / name for name in names]
 
 
 def folded_model_path(build_dir: Path) -> Path:

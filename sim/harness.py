@@ -19,7 +19,8 @@ from bnnflow.dataflow.verify import execute_accelerator
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir, write_json, write_text
 from bnnflow.hw.generate import TOP, Design, load_build_design
-from bnnflow.hw.layers import StreamFormat, decode, encode, pack_words, unpack_words
+from bnnflow.hw.layers import StreamFormat, decode, unpack_words
+from bnnflow.hw.streams import input_words
 from bnnflow.render import render
 from bnnflow.sim.cppsim import CppsimReport, run_cppsim
 from bnnflow.sim.verilator import build_testbench, find_verilator
@@ -117,20 +118,6 @@ class SimReport:
         }
 
 
-def _input_words(model: Any, inputs: np.ndarray, fmt: StreamFormat) -> list[str]:
-    from qonnx.core.datatype import DataType
-
-    idt = model.get_tensor_datatype(model.graph.input[0].name) or DataType["FLOAT32"]
-    flat = inputs.reshape(len(inputs), -1)
-    if not np.all(flat == np.round(flat)):
-        raise BnnflowError(
-            "the accelerator's inputs are not integers; rebuild with --input-datatype and --input-scale "
-            "to say how the data arrive"
-        )
-    codes = encode(np.rint(flat).astype(np.int64), idt)
-    return pack_words(codes.reshape(-1, fmt.elems), fmt.bits)
-
-
 def run_design(
     design: Design,
     words: list[str],
@@ -203,7 +190,7 @@ def simulate(
         warnings.simplefilter("ignore")
         accel_inputs = host.accelerator_inputs(inputs)
     fmt_in, fmt_out = design.layers[0].instream, design.layers[-1].outstream
-    words = _input_words(model, accel_inputs, fmt_in)
+    words = input_words(model, accel_inputs, fmt_in)
     values, cycles, wall = run_design(design, words, fmt_in, fmt_out, cfg, sim_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
