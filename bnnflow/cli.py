@@ -78,8 +78,13 @@ def train(config_file: Path | None, **flags: Any) -> None:
 
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
-@click.option("--target", default="ice40-up5k", show_default=True,
-              type=click.Choice(["ice40-up5k", "ice40-hx8k", "ecp5-25k", "ecp5-85k"]), help="FPGA part.")
+@click.option(
+    "--target",
+    default="ice40-up5k",
+    show_default=True,
+    type=click.Choice(["ice40-up5k", "ice40-hx8k", "ecp5-25k", "ecp5-85k"]),
+    help="FPGA part.",
+)
 @click.option("--board", help="icebreaker, ulx3s, ice40-hx8k-breakout, a board file (.yaml), or none "
               "(pins placed by nextpnr); default: the target's board.")  # fmt: skip
 @click.option("--mhz", type=float, help="Clock to close timing at (default: 48 on iCE40, 100 on ECP5).")
@@ -155,13 +160,17 @@ def export(checkpoint: Path, out_dir: Path | None, data_dir: Path | None, golden
 @click.option("--epochs", type=int, default=40, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=False, show_default=True)
-def run(out_dir: Path, epochs: int, seed: int, progress: bool) -> None:
-    """The main job on the embedded digits set: train, export, FINN build, RTL in Verilator, summarize."""
+@click.option("--target", default="ice40-up5k", show_default=True,
+              type=click.Choice(["ice40-up5k", "ice40-hx8k", "ecp5-25k", "ecp5-85k", "none"]),
+              help="The part to make a bitstream for with open tools; none stops after simulation.")  # fmt: skip
+def run(out_dir: Path, epochs: int, seed: int, progress: bool, target: str) -> None:
+    """The main job on the embedded digits set: train, export, FINN build, RTL in Verilator, an open-tool
+    bitstream of the same RTL, summarize."""
     from bnnflow.run import default_run_config
     from bnnflow.run import run as run_job
 
     cfg = default_run_config(out_dir, epochs, seed).replace(progress=progress)
-    summary = run_job(cfg, out_dir, log=_echo_err)
+    summary = run_job(cfg, out_dir, log=_echo_err, target=None if target == "none" else target)
     for line in summary.lines():
         click.echo(line)
     click.echo(summary.estimate_table(), nl=False)

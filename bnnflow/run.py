@@ -1,4 +1,5 @@
-"""The main job, `bnnflow run`: train a small BNN on the embedded digits set, export, build, simulate the RTL."""
+"""The main job, `bnnflow run`: train a small BNN on the embedded digits set, export, build, simulate the RTL, and
+make an iCE40 UP5K bitstream of that RTL with open tools."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bnnflow.bitstream import BitstreamRun, make_bitstream
 from bnnflow.dataflow.build import BuildResult, build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.hw.generate import write_rtl
@@ -23,6 +25,7 @@ class RunSummary:
     build: BuildResult
     sim: SimReport
     out_dir: Path
+    bitstream: BitstreamRun | None = None
 
     def lines(self) -> list[str]:
         m = self.train.metrics
@@ -43,7 +46,8 @@ class RunSummary:
 
     def sim_lines(self) -> list[str]:
         verdict = "PyTorch and the RTL agree" if self.sim.rtl_ok else "PyTorch and the RTL DISAGREE"
-        return [f"verdict    {verdict}", *self.sim.lines()]
+        fpga = self.bitstream.lines() if self.bitstream else []
+        return [f"verdict    {verdict}", *self.sim.lines(), *fpga]
 
     def estimate_table(self) -> str:
         from bnnflow.dataflow.estimate import format_table
@@ -77,6 +81,7 @@ def run(
     out_dir: Path,
     log: Callable[[str], None] | None = None,
     build_cfg: BuildConfig | None = None,
+    target: str | None = "ice40-up5k",
 ) -> RunSummary:
     data = load_dataset(cfg.dataset, cfg.data_dir)
     trained = train(cfg, log=log, data=data)
@@ -84,4 +89,9 @@ def run(
     built = build(exported.model_path, build_cfg or default_build_config(out_dir), log=log)
     write_rtl(built.output_dir)
     simulated = simulate(SimConfig(build_dir=built.output_dir))
-    return RunSummary(trained, exported, built, simulated, Path(out_dir))
+    fpga = None
+    if target is not None and simulated.rtl_ok:
+        if log:
+            log(f"bitstream for {target}: self-test in Verilator, Yosys, nextpnr")
+        fpga = make_bitstream(built.output_dir, target)
+    return RunSummary(trained, exported, built, simulated, Path(out_dir), fpga)

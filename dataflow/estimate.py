@@ -42,7 +42,7 @@ def estimate(model: Any, cfg: BuildConfig) -> dict[str, Any]:
         )
     ii = max(int(c) for c in cycles.values())
     slowest = max(cycles, key=lambda name: int(cycles[name]))
-    latency = int(perf["critical_path_cycles"]) - saved
+    latency = int(perf["critical_path_cycles"]) - saved  # as dataflow_latency(model)
     totals = {k: sum(layer[k] or 0 for layer in layers) for k in ("LUT", "BRAM_18K", "URAM", "DSP")}
     return {
         "fpga_part": cfg.fpga_part,
@@ -55,6 +55,17 @@ def estimate(model: Any, cfg: BuildConfig) -> dict[str, Any]:
         "estimated_fps": cfg.clk_hz / ii if ii else None,
         "estimated_latency_us": latency * cfg.synth_clk_period_ns / 1000.0,
     }
+
+
+def dataflow_latency(model: Any) -> int:
+    """FINN's first-frame latency of a folded graph (its critical path of expected cycles), less the cycles
+    that tile-sparse layers skip."""
+    from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+
+    cycles = model.analysis(exp_cycles_per_layer)
+    saved = sum(int(cycles[name]) - value for name, value in sparse_cycles(model).items())
+    return int(model.analysis(dataflow_performance)["critical_path_cycles"]) - saved
 
 
 def sparse_cycles(model: Any) -> dict[str, int]:

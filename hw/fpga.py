@@ -204,11 +204,13 @@ def _fit_message(target: Target, over: dict[str, tuple[int, int]], ii: int, weig
 
 
 def _weight_bits(design: Design) -> int:
+    """Bits in the weight memories, from each layer's word width (PE x SIMD x WBITS) and depth."""
     total = 0
-    for mem in design.memories:
-        if "weights" in mem.name:
-            words = mem.read_text().split()
-            total += sum(len(w) * 4 for w in words[:1]) * len(words)
+    for layer in design.layers:
+        name = layer.params.get("WEIGHT_FILE")
+        if name:
+            width = int(layer.params["PE"]) * int(layer.params["SIMD"]) * int(layer.params["WBITS"])
+            total += width * len((design.rtl_dir / str(name)).read_text().split())
     return total
 
 
@@ -273,6 +275,13 @@ def bitstream(
         check(out, [out / name for name in slang_sources], selftest)
         wall["selftest_sim"] = round(time.perf_counter() - began, 1)
 
+    ii = int(design.manifest["expected_ii"])
+    weight_bits = _weight_bits(design)
+    if weight_bits > target.bram_bits:  # before minutes of synthesis: no folding changes the bits to store
+        per_block = target.bram_bits // target.capacity[target.bram]
+        need = {target.bram: (math.ceil(weight_bits / per_block), target.capacity[target.bram])}
+        raise BnnflowError(_fit_message(target, need, ii, weight_bits))
+
     # Synthesis.
     t0 = time.perf_counter()
     synth = "synth_ice40" if target.family == "ice40" else "synth_ecp5"
@@ -287,10 +296,9 @@ def bitstream(
     wall["synth"] = round(time.perf_counter() - t0, 1)
     cells = json.loads((out / "stat.json").read_text())["design"]["num_cells_by_type"]
     bram_cells = cells.get("SB_RAM40_4K" if target.family == "ice40" else "DP16KD", 0)
-    ii = int(design.manifest["expected_ii"])
     if bram_cells > target.capacity[target.bram]:
         over = {target.bram: (bram_cells, target.capacity[target.bram])}
-        raise BnnflowError(_fit_message(target, over, ii, _weight_bits(design)))
+        raise BnnflowError(_fit_message(target, over, ii, weight_bits))
 
     # Place and route (a missed clock is a result, not a failure: --timing-allow-fail), then pack.
     t0 = time.perf_counter()
@@ -308,7 +316,7 @@ def bitstream(
     util = {k: v for k, v in parse_utilisation(log).items() if k in target.capacity or v[0]}
     over = {k: v for k, v in util.items() if v[0] > v[1]}
     if over:
-        raise BnnflowError(_fit_message(target, over, ii, _weight_bits(design)))
+        raise BnnflowError(_fit_message(target, over, ii, weight_bits))
     routed = out / ("routed.asc" if target.family == "ice40" else "routed.config")
     if proc.returncode != 0 or not routed.is_file():
         raise BnnflowError(f"nextpnr could not place and route for {target.name}: {_first_error(log)} "

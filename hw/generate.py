@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from bnnflow.artifacts import step_model_path
-from bnnflow.dataflow.estimate import sparse_cycles
+from bnnflow.dataflow.estimate import dataflow_latency, sparse_cycles
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir, write_json, write_text
-from bnnflow.hw.layers import LayerRTL, StreamFormat, follow_input, layer_rtl
+from bnnflow.hw.layers import PIPELINE_STAGES, LayerRTL, StreamFormat, follow_input, layer_rtl
 from bnnflow.render import render
 
 TOP = "bnn_top"
 MAX_FIFO_DEPTH = 4096
+FIFO_LATENCY = 2  # cycles from a word entering bnn_fifo to its registered output
 MANIFEST_FILE = "manifest.json"
 RTL_DIR = "rtl"  # inside a build directory
 LIBRARY = (
@@ -121,9 +122,23 @@ def with_width_converters(layers: list[LayerRTL]) -> list[LayerRTL]:
                     f"'{layer.name}' ({dst.words} x {dst.elems} x {dst.bits} bits)"
                 )
             params: dict[str, int | str] = {"BITS": src.bits, "IN": src.elems, "OUT": dst.elems}
-            out.append(LayerRTL(f"DWC_{len(out)}", "bnn_dwc", params, src, dst, max(src.words, dst.words)))
+            whole = src.elems % dst.elems == 0 or dst.elems % src.elems == 0  # bnn_dwc's shift-register cases
+            out.append(LayerRTL(f"DWC_{len(out)}", "bnn_dwc", params, src, dst, max(src.words, dst.words),
+                                pipeline_stages=0 if whole else PIPELINE_STAGES["bnn_dwc"]))  # fmt: skip
         out.append(layer)
     return out
+
+
+def slow_label_select(layers: list[LayerRTL]) -> list[LayerRTL]:
+    """Label selection with one value per word (PE = 1) takes two cycles per word where that keeps within the
+    design's II: the running maximum's compare then has a cycle of its own, which the clock needs more than this
+    layer needs the cycles."""
+    ii = max(layer.expected_cycles for layer in layers)
+    for layer in layers:
+        if layer.module == "bnn_label_select" and layer.params["PE"] == 1 and 2 * layer.expected_cycles <= ii:
+            layer.params["SLOW"] = 1
+            layer.expected_cycles *= 2
+    return layers
 
 
 def generate(model: Any, rtl_dir: Path, source: str = "", cfg: HwConfig | None = None) -> Design:
@@ -135,10 +150,14 @@ def generate(model: Any, rtl_dir: Path, source: str = "", cfg: HwConfig | None =
     dest = Path(rtl_dir)
     ensure_writable_dir(dest.parent, "RTL directory")
     sparse = sparse_cycles(model)  # once for the whole design: it weighs every layer against the II
-    layers = with_width_converters([layer_rtl(model, node, sparse) for node in dataflow_layers(model)])
+    layers = slow_label_select(
+        with_width_converters([layer_rtl(model, node, sparse) for node in dataflow_layers(model)])
+    )
+    # The RTL's first-frame latency: FINN's, plus what its pipeline registers and FIFOs add on the way.
+    latency = dataflow_latency(model) + sum(layer.pipeline_stages + FIFO_LATENCY for layer in layers)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".tmp"))
     try:
-        _write_design(tmp, layers, source, cfg)
+        _write_design(tmp, layers, source, cfg, latency)
         _replace_dir(tmp, dest)
     finally:
         if tmp.exists():
@@ -146,7 +165,7 @@ def generate(model: Any, rtl_dir: Path, source: str = "", cfg: HwConfig | None =
     return load_design(dest)
 
 
-def _write_design(out: Path, layers: list[LayerRTL], source: str, cfg: HwConfig) -> None:
+def _write_design(out: Path, layers: list[LayerRTL], source: str, cfg: HwConfig, latency: int) -> None:
     memories: list[str] = []
     for layer in layers:
         for name, lines in layer.memories.items():
@@ -187,6 +206,7 @@ def _write_design(out: Path, layers: list[LayerRTL], source: str, cfg: HwConfig)
             "input": layers[0].instream.to_dict(),
             "output": layers[-1].outstream.to_dict(),
             "expected_ii": slowest.expected_cycles,
+            "expected_latency": latency,
             "slowest_layer": slowest.name,
             "fifo_depths": dict(zip([layer.name for layer in layers], depths, strict=True)),
             "layers": [
@@ -195,6 +215,7 @@ def _write_design(out: Path, layers: list[LayerRTL], source: str, cfg: HwConfig)
                     "module": lyr.module,
                     "expected_cycles": lyr.expected_cycles,
                     "params": lyr.params,
+                    "pipeline_stages": lyr.pipeline_stages,
                     "instream": lyr.instream.to_dict(),
                     "outstream": lyr.outstream.to_dict(),
                 }
@@ -253,6 +274,7 @@ def load_design(rtl_dir: Path) -> Design:
             StreamFormat(**lyr["instream"]),
             StreamFormat(**lyr["outstream"]),
             lyr["expected_cycles"],
+            pipeline_stages=lyr["pipeline_stages"],
         )
         for lyr in layers
     ]

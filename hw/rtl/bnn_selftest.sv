@@ -82,26 +82,34 @@ module bnn_selftest #(
       .out_ready(1'b1)
   );
 
-  // Output: the expected word for the next output is always read ahead.
+  // Output, registered first so that the checks below start at flip-flops: the expected word for the next
+  // output is always read ahead, and a frame's class is compared with its label one cycle after its last word.
+  logic [OUT_W-1:0] r_data;
+  logic r_valid;
+  always_ff @(posedge clk) begin
+    r_data <= out_data;
+    r_valid <= rst_n && out_valid;
+  end
+
   logic [OAW-1:0] oaddr;
   logic [OUT_W-1:0] want;
   logic take;
-  assign take = out_valid && !done;
+  assign take = r_valid && !done;
   always_ff @(posedge clk) want <= expected[take ? oaddr + 1'b1 : oaddr];
 
   // The class of the frame so far: its best element and where it is.
   logic signed [OUT_BITS:0] best, best_next;
   logic [CLASS_BITS-1:0] best_at, best_at_next;
   logic [OWW-1:0] oword;
-  logic [FW-1:0] frame;
+  logic [FW-1:0] frame, frame_b;
   logic frame_exact;
   always_comb begin
     best_next = best;
     best_at_next = best_at;
     for (int e = 0; e < OUT_ELEMS; e++) begin
       logic signed [OUT_BITS:0] v;
-      v = OUT_SIGNED ? {out_data[e*OUT_BITS+OUT_BITS-1], out_data[e*OUT_BITS+:OUT_BITS]}
-                     : {1'b0, out_data[e*OUT_BITS+:OUT_BITS]};
+      v = OUT_SIGNED ? {r_data[e*OUT_BITS+OUT_BITS-1], r_data[e*OUT_BITS+:OUT_BITS]}
+                     : {1'b0, r_data[e*OUT_BITS+:OUT_BITS]};
       if ((oword == '0 && e == 0) || v > best_next) begin
         best_next = v;
         best_at_next = CLASS_BITS'(oword * OUT_ELEMS + e);
@@ -109,7 +117,6 @@ module bnn_selftest #(
     end
   end
 
-  logic [15:0] correct_bcd;
   function automatic logic [15:0] bcd_inc(input logic [15:0] x);
     logic [15:0] r;
     logic carry;
@@ -127,9 +134,10 @@ module bnn_selftest #(
     return r;
   endfunction
 
-  logic [15:0] exact_bcd;
-  logic [CLASS_BITS-1:0] cls;
-  assign cls = LABEL_OUT ? CLASS_BITS'(out_data[OUT_BITS-1:0]) : best_at_next;
+  logic [15:0] correct_bcd, exact_bcd;
+  logic [CLASS_BITS-1:0] cls, cls_b;
+  logic end_b, exact_b;
+  assign cls = LABEL_OUT ? CLASS_BITS'(r_data[OUT_BITS-1:0]) : best_at_next;
 
   always_ff @(posedge clk) begin
     if (!rst_n) begin
@@ -137,36 +145,59 @@ module bnn_selftest #(
       oword <= '0;
       frame <= '0;
       frame_exact <= 1'b1;
+      end_b <= 1'b0;
+    end else begin
+      end_b <= 1'b0;
+      if (take) begin
+        best <= best_next;
+        best_at <= best_at_next;
+        oaddr <= oaddr + 1'b1;
+        if (oword == OWW'(OUT_WORDS - 1)) begin
+          oword <= '0;
+          frame <= frame + 1'b1;
+          frame_exact <= 1'b1;
+          end_b <= 1'b1;
+          exact_b <= frame_exact && r_data == want;
+          cls_b <= cls;
+          frame_b <= frame;
+        end else begin
+          oword <= oword + 1'b1;
+          if (r_data != want) frame_exact <= 1'b0;
+        end
+      end
+    end
+  end
+
+  // The label compare and the counters are a stage each: the counters' carry logic starts at flip-flops.
+  logic end_c, exact_c, hit_c, last_c;
+  always_ff @(posedge clk) begin
+    end_c <= rst_n && end_b;
+    exact_c <= exact_b;
+    hit_c <= (cls_b == labels[frame_b]);
+    last_c <= (frame_b == FW'(FRAMES - 1));
+  end
+
+  always_ff @(posedge clk) begin
+    if (!rst_n) begin
       correct <= '0;
       exact <= '0;
       correct_bcd <= '0;
       exact_bcd <= '0;
       done <= 1'b0;
-    end else if (take) begin
-      best <= best_next;
-      best_at <= best_at_next;
-      oaddr <= oaddr + 1'b1;
-      if (oword == OWW'(OUT_WORDS - 1)) begin
-        oword <= '0;
-        frame <= frame + 1'b1;
-        frame_exact <= 1'b1;
-        if (frame_exact && out_data == want) begin
-          exact <= exact + 1'b1;
-          exact_bcd <= bcd_inc(exact_bcd);
-        end
-        if (cls == labels[frame]) begin
-          correct <= correct + 1'b1;
-          correct_bcd <= bcd_inc(correct_bcd);
-        end
-        if (frame == FW'(FRAMES - 1)) done <= 1'b1;
-      end else begin
-        oword <= oword + 1'b1;
-        if (out_data != want) frame_exact <= 1'b0;
+    end else if (end_c) begin
+      if (exact_c) begin
+        exact <= exact + 1'b1;
+        exact_bcd <= bcd_inc(exact_bcd);
       end
+      if (hit_c) begin
+        correct <= correct + 1'b1;
+        correct_bcd <= bcd_inc(correct_bcd);
+      end
+      if (last_c) done <= 1'b1;
     end
   end
 
-  assign pass = done && exact == 16'(FRAMES) && correct == 16'(EXPECT_CORRECT);
+  always_ff @(posedge clk) pass <= rst_n && done && exact == 16'(FRAMES) && correct == 16'(EXPECT_CORRECT);
   always_comb begin
     led = '0;
     led[0] = pass;
@@ -175,61 +206,47 @@ module bnn_selftest #(
   end
 
   // The report line, sent when done and again every REPEAT_CYCLES.
-  localparam logic [15:0] FRAMES_BCD = 16'(((FRAMES / 1000) % 10) << 12 | ((FRAMES / 100) % 10) << 8 |
-                                            ((FRAMES / 10) % 10) << 4 | (FRAMES % 10));
-  function automatic logic [7:0] digit(input logic [3:0] d);
-    return 8'h30 + {4'h0, d};
-  endfunction
-  function automatic logic [7:0] message(input int i, input logic ok, input logic [15:0] c, input logic [15:0] x);
+  // Character ch of the line: a constant, or one of the 12 decimal digits (correct, frames, exact) or the
+  // verdict. Chosen in two registered steps, what kind of character first, then the character.
+  function automatic logic [11:0] layout(input int i);  // {kind: 0 text, 1 digit, 2 verdict; digit or letter, char}
     case (i)
-      0: return "b";
-      1: return "n";
-      2: return "n";
-      3: return "f";
-      4: return "l";
-      5: return "o";
-      6: return "w";
-      7: return " ";
-      8: return ok ? "P" : "F";
-      9: return ok ? "A" : "A";
-      10: return ok ? "S" : "I";
-      11: return ok ? "S" : "L";
-      12: return " ";
-      13: return "c";
-      14: return "o";
-      15: return "r";
-      16: return "r";
-      17: return "e";
-      18: return "c";
-      19: return "t";
-      20: return " ";
-      21: return digit(c[15:12]);
-      22: return digit(c[11:8]);
-      23: return digit(c[7:4]);
-      24: return digit(c[3:0]);
-      25: return " ";
-      26: return "o";
-      27: return "f";
-      28: return " ";
-      29: return digit(FRAMES_BCD[15:12]);
-      30: return digit(FRAMES_BCD[11:8]);
-      31: return digit(FRAMES_BCD[7:4]);
-      32: return digit(FRAMES_BCD[3:0]);
-      33: return " ";
-      34: return "e";
-      35: return "x";
-      36: return "a";
-      37: return "c";
-      38: return "t";
-      39: return " ";
-      40: return digit(x[15:12]);
-      41: return digit(x[11:8]);
-      42: return digit(x[7:4]);
-      43: return digit(x[3:0]);
-      44: return 8'h0d;
-      default: return 8'h0a;
+      0: return {2'd0, 2'd0, "b"};
+      1: return {2'd0, 2'd0, "n"};
+      2: return {2'd0, 2'd0, "n"};
+      3: return {2'd0, 2'd0, "f"};
+      4: return {2'd0, 2'd0, "l"};
+      5: return {2'd0, 2'd0, "o"};
+      6: return {2'd0, 2'd0, "w"};
+      8: return {2'd2, 2'd0, 8'h00};
+      9: return {2'd2, 2'd1, 8'h00};
+      10: return {2'd2, 2'd2, 8'h00};
+      11: return {2'd2, 2'd3, 8'h00};
+      13: return {2'd0, 2'd0, "c"};
+      14: return {2'd0, 2'd0, "o"};
+      15: return {2'd0, 2'd0, "r"};
+      16: return {2'd0, 2'd0, "r"};
+      17: return {2'd0, 2'd0, "e"};
+      18: return {2'd0, 2'd0, "c"};
+      19: return {2'd0, 2'd0, "t"};
+      21, 22, 23, 24: return {2'd1, 2'd0, 8'(i - 21)};
+      26: return {2'd0, 2'd0, "o"};
+      27: return {2'd0, 2'd0, "f"};
+      29, 30, 31, 32: return {2'd1, 2'd0, 8'(i - 25)};
+      34: return {2'd0, 2'd0, "e"};
+      35: return {2'd0, 2'd0, "x"};
+      36: return {2'd0, 2'd0, "a"};
+      37: return {2'd0, 2'd0, "c"};
+      38: return {2'd0, 2'd0, "t"};
+      40, 41, 42, 43: return {2'd1, 2'd0, 8'(i - 32)};
+      44: return {2'd0, 2'd0, 8'h0d};
+      45: return {2'd0, 2'd0, 8'h0a};
+      default: return {2'd0, 2'd0, " "};
     endcase
   endfunction
+  localparam logic [15:0] FRAMES_BCD = 16'(((FRAMES / 1000) % 10) << 12 | ((FRAMES / 100) % 10) << 8 |
+                                            ((FRAMES / 10) % 10) << 4 | (FRAMES % 10));
+  logic [47:0] digits;  // the 12 digits, most significant of each number first, digit 0 in the top nibble
+  assign digits = {correct_bcd, FRAMES_BCD, exact_bcd};
 
   logic [5:0] ch;
   logic sending, tx_ready;
@@ -249,9 +266,22 @@ module bnn_selftest #(
         end
       end
     end else if (done) begin
-      if (wait_count == '0) sending <= 1'b1;
+      if (wait_count == $bits(wait_count)'(3)) sending <= 1'b1;  // pass and the first character have settled
       wait_count <= (wait_count == $bits(wait_count)'(REPEAT_CYCLES - 1)) ? '0 : wait_count + 1'b1;
     end
+  end
+
+  // The character is registered twice: the transmitter takes it at least CLKS_PER_BIT cycles after `ch` moved on.
+  localparam logic [31:0] PASS_TEXT = "PASS", FAIL_TEXT = "FAIL";
+  logic [11:0] kind_q;
+  logic [7:0] char_q;
+  always_ff @(posedge clk) begin
+    kind_q <= layout(int'(ch));
+    case (kind_q[11:10])
+      2'd1: char_q <= 8'h30 + {4'h0, digits[47-4*kind_q[3:0]-:4]};
+      2'd2: char_q <= pass ? PASS_TEXT[31-8*kind_q[9:8]-:8] : FAIL_TEXT[31-8*kind_q[9:8]-:8];
+      default: char_q <= kind_q[7:0];
+    endcase
   end
 
   bnn_uart_tx #(
@@ -259,7 +289,7 @@ module bnn_selftest #(
   ) u_uart (
       .clk(clk),
       .rst_n(rst_n),
-      .data(message(int'(ch), pass, correct_bcd, exact_bcd)),
+      .data(char_q),
       .valid(sending),
       .ready(tx_ready),
       .tx(uart_tx)

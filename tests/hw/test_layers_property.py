@@ -498,18 +498,21 @@ class LabelCase:
     obits_margin: int
     frames: int
     seed: int
+    slow: bool = False  # two cycles per word (PE = 1 only)
 
 
 @st.composite
 def label_cases(draw: st.DrawFn) -> LabelCase:
     labels = draw(st.integers(1, 24))
+    pe = draw(st.sampled_from(divisors(labels)))
     return LabelCase(
         labels,
-        draw(st.sampled_from(divisors(labels))),
+        pe,
         draw(st.sampled_from(PLAIN_INPUTS)),
         draw(st.sampled_from([0, 1])),
         draw(st.integers(3, 6)),
         draw(st.integers(0, 2**32 - 1)),
+        draw(st.booleans()) if pe == 1 else False,
     )
 
 
@@ -540,6 +543,7 @@ def check_label_select(case: LabelCase) -> None:
         "IBITS": case.idt.bits,
         "I_SIGNED": int(case.idt.signed),
         "OBITS": obits,
+        "SLOW": int(case.slow),
     }
     layer = LayerRTL(
         "L0",
@@ -547,7 +551,7 @@ def check_label_select(case: LabelCase) -> None:
         params,
         StreamFormat(case.idt.bits, case.pe, case.labels // case.pe, case.idt.signed, False),
         StreamFormat(obits, 1, 1, False, False),
-        case.labels // case.pe,
+        case.labels // case.pe * (2 if case.slow else 1),
     )
     expected = label_reference(x)
     assert np.array_equal(expected, np.argmax(x, axis=1))

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bnnflow.hw.layers import LayerRTL, StreamFormat, pack_words, signed_bits
+from bnnflow.hw.generate import FIFO_LATENCY
+from bnnflow.hw.layers import PIPELINE_STAGES, LayerRTL, StreamFormat, pack_words, signed_bits
 from bnnflow.sim.harness import steady_state_ii
 from tests.hw.test_layers_property import (
     EXTENDED,
@@ -155,14 +156,16 @@ def sparse_layer(w: np.ndarray, thr: np.ndarray | None, case: SparseCase) -> tup
 def check_throughput(run: Run, sf: int, steps: int, what: str) -> None:
     """Without back-pressure: every output frame max(SF, STEPS) cycles after the previous one (the input is
     delivered at one word per cycle, so SF bounds it as much as the schedule's STEPS do); the first one SF + STEPS
-    + 3 cycles after the first input word: SF to fill a bank, STEPS to issue, one each for the operand and output
-    registers, and one for the FIFO of the top level (the test bench counts the first and last cycle)."""
+    + the pipeline's stages + 1 + FIFO_LATENCY cycles after the first input word: SF to fill a bank, STEPS to
+    issue, then the pipeline registers, the output register and the FIFO of the top level (the test bench counts
+    the first and last cycle)."""
     ii = max(sf, steps)
     out_last, in_first = run.cycles["out_last"], run.cycles["in_first"]
     gaps = np.diff(out_last).tolist()
     assert gaps == [ii] * (len(out_last) - 1), f"{what}: cycles between output frames {gaps}, expected {ii} each"
     assert steady_state_ii(out_last) == ii, what
-    assert out_last[0] - in_first[0] + 1 == sf + steps + 3, f"{what}: latency, cycles {run.cycles}"
+    latency = sf + steps + PIPELINE_STAGES["bnn_mvau_sparse"] + 1 + FIFO_LATENCY
+    assert out_last[0] - in_first[0] + 1 == latency, f"{what}: latency, cycles {run.cycles}"
     # The second vector enters while the first is computed (the other bank); from then on the input waits for a
     # bank to be released, one per max(SF, STEPS) cycles.
     starts = np.diff(in_first).tolist()
