@@ -200,6 +200,8 @@ def _fit_message(target: Target, over: dict[str, tuple[int, int]], ii: int, weig
     else:
         factor = max(u / a for u, a in over.values())
         fix = f"fold it further, e.g. `bnnflow build --target-cycles-per-frame {math.ceil(ii * factor * 1.25)}`"
+        if target.bram in over:
+            fix += ", or give the self-test fewer images (--images)"
     return f"the design does not fit {target.name}: it needs {what}; {fix}"
 
 

@@ -44,7 +44,7 @@ module bnn_selftest #(
   if (LABEL_OUT && OUT_ELEMS * OUT_WORDS != 1) $error("bnn_selftest: LABEL_OUT needs one output value per frame");
 
   (* rom_style = "block" *) logic [IN_W-1:0] images[NIN];
-  (* rom_style = "block" *) logic [OUT_W-1:0] expected[NOUT];
+  logic [OUT_W-1:0] expected[NOUT];  // small: in logic, where the compare after it does not wait for a block RAM
   logic [CLASS_BITS-1:0] labels[FRAMES];
   initial begin
     $readmemh(IMAGES_FILE, images);
