@@ -170,7 +170,7 @@ def test_missed_clock_is_a_report_and_the_hash_runs_through(tiny_build: Path, ca
     code = main(["bitstream", str(tiny_build), "--target", "ice40-up5k", "--board", "none", "--mhz", "500",
                  "--images", "2", "--no-check"])  # fmt: skip
     out, err = capsys.readouterr()
-    assert code == 1
+    assert code == 2, err  # one line and a non-zero exit, as for every result that is not a bitstream at the clock
     report = json.loads((tiny_build / "fpga" / "ice40-up5k" / "report.json").read_text())
     assert report["timing_met"] is False and 0 < report["fmax_mhz"] < 500
     assert report["critical_path"]["start"] and report["critical_path"]["end"]
@@ -191,4 +191,28 @@ def test_weights_that_no_folding_fits(tiny_build: Path, monkeypatch) -> None:
                         "icebreaker", 48.0)  # fmt: skip
     monkeypatch.setitem(fpga.TARGETS, "tiny", small)
     with pytest.raises(BnnflowError, match=r"does not fit tiny: .*ICESTORM_RAM.*no folding fits"):
-        fpga.bitstream(tiny_build, "tiny")
+        fpga.bitstream(tiny_build, "tiny", board_name="none")
+
+
+@pytest.mark.slow
+def test_lfc_does_not_fit_a_up5k(tmp_path: Path, capsys) -> None:
+    """LFC's 2.9 Mbit of binary weights exceed the UP5K's 120 kbit of block RAM: refused before synthesis, with
+    the resource and the way out named."""
+    from bnnflow.cli import main
+    from bnnflow.training.data import Dataset
+    from bnnflow.training.export import export
+    from bnnflow.training.models import build_model, zoo_spec
+    from tests.dataflow.conftest import SHAPES
+
+    model = build_model(zoo_spec("lfc", 1, 1, SHAPES["lfc"])).eval()
+    images = np.zeros((2, *SHAPES["lfc"]), dtype=np.uint8)
+    labels = np.zeros(2, dtype=np.int64)
+    export(model, Dataset("zeros", images, labels, images, labels), tmp_path / "e", golden_samples=2)
+    build(tmp_path / "e" / "model.onnx", BuildConfig(output_dir=tmp_path / "b", target_cycles_per_frame=40000,
+                                                     verify=False))  # fmt: skip
+    write_rtl(tmp_path / "b")
+    assert main(["bitstream", str(tmp_path / "b"), "--target", "ice40-up5k", "--no-check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "does not fit ice40-up5k" in err[0] and "ICESTORM_RAM" in err[0] and "no folding fits" in err[0]
+    assert not (tmp_path / "b" / "fpga" / "ice40-up5k" / "synth.json").exists()  # stopped before synthesis
