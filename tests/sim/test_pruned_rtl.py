@@ -67,7 +67,9 @@ def test_tile_pruned_network_runs_a_sparse_schedule(digits_checkpoint, tmp_path,
     assert f"cycles     {ii0} -> {ii1} per frame" in printed
     sim = simulate(SimConfig(build_dir=tmp_path / "build", cppsim=False))
     _check(sim, tmp_path / "build")
-    modules = {layer["module"] for layer in json.loads((sim.sim_dir / "rtl" / "design.json").read_text())["layers"]}
+    modules = {
+        layer["module"] for layer in json.loads((tmp_path / "build" / "rtl" / "manifest.json").read_text())["layers"]
+    }
     assert "bnn_mvau_sparse" in modules
     # The weight memories hold only the kept tiles.
     dense_words = sum(lyr["cycles"] for lyr in before["layers"] if lyr["op_type"].startswith("MVAU"))
@@ -86,7 +88,9 @@ def test_node_pruned_network_is_a_smaller_stock_design(digits_checkpoint, tmp_pa
     assert not any("sparse" in str(n.op_type) for n in model.graph.node)
     sim = simulate(SimConfig(build_dir=tmp_path / "build", cppsim=False))
     _check(sim, tmp_path / "build")
-    modules = {layer["module"] for layer in json.loads((sim.sim_dir / "rtl" / "design.json").read_text())["layers"]}
+    modules = {
+        layer["module"] for layer in json.loads((tmp_path / "build" / "rtl" / "manifest.json").read_text())["layers"]
+    }
     assert "bnn_mvau_sparse" not in modules
 
 
