@@ -163,14 +163,15 @@ def export(checkpoint: Path, out_dir: Path | None, data_dir: Path | None, golden
 @click.option("--target", default="ice40-up5k", show_default=True,
               type=click.Choice(["ice40-up5k", "ice40-hx8k", "ecp5-25k", "ecp5-85k", "none"]),
               help="The part to make a bitstream for with open tools; none stops after simulation.")  # fmt: skip
-def run(out_dir: Path, epochs: int, seed: int, progress: bool, target: str) -> None:
+@click.option("--mhz", type=float, default=24.0, show_default=True, help="The bitstream's clock.")
+def run(out_dir: Path, epochs: int, seed: int, progress: bool, target: str, mhz: float) -> None:
     """The main job on the embedded digits set: train, export, FINN build, RTL in Verilator, an open-tool
     bitstream of the same RTL, summarize."""
     from bnnflow.run import default_run_config
     from bnnflow.run import run as run_job
 
     cfg = default_run_config(out_dir, epochs, seed).replace(progress=progress)
-    summary = run_job(cfg, out_dir, log=_echo_err, target=None if target == "none" else target)
+    summary = run_job(cfg, out_dir, log=_echo_err, target=None if target == "none" else target, mhz=mhz)
     for line in summary.lines():
         click.echo(line)
     click.echo(summary.estimate_table(), nl=False)

@@ -6,7 +6,7 @@
 module bnn_fifo #(
     parameter int WIDTH = 8,
     parameter int DEPTH = 2,
-    parameter int SHIFT_MAX = 32
+    parameter int SHIFT_MAX = 16
 ) (
     input  logic             clk,
     input  logic             rst_n,
