@@ -194,7 +194,6 @@ def test_weights_that_no_folding_fits(tiny_build: Path, monkeypatch) -> None:
         fpga.bitstream(tiny_build, "tiny", board_name="none")
 
 
-@pytest.mark.slow
 def test_lfc_does_not_fit_a_up5k(tmp_path: Path, capsys) -> None:
     """LFC's 2.9 Mbit of binary weights exceed the UP5K's 120 kbit of block RAM: refused before synthesis, with
     the resource and the way out named."""
