@@ -87,15 +87,17 @@ module bnn_mvau #(
   logic [SIMD*IBITS-1:0] x0;
 
   assign advance = !(out_valid && !out_ready);
-  assign in_ready = advance && (nf == '0);
-  assign take = advance && ((nf != '0) || in_valid);
-  assign x0 = (nf == '0) ? in_data : ibuf[sf];
+  // nf0 = (nf == 0), kept as a register: the input handshake is then one gate from flip-flops.
+  logic nf0;
+  assign in_ready = advance && nf0;
+  assign take = advance && (!nf0 || in_valid);
+  assign x0 = nf0 ? in_data : ibuf[sf];
 
   // The buffer slot of the current column fold follows the input during the first row fold, whether or not it is
   // taken: it is last written by the word taken, and read only in the later row folds. Its write enable then
   // does not wait for the stall, which depends on the next FIFO.
   always_ff @(posedge clk) begin
-    if (nf == '0) ibuf[sf] <= in_data;
+    if (nf0) ibuf[sf] <= in_data;
   end
 
   // Stage 1: registered operands and the weight-RAM read. Each stage carries its step's valid flag (v), whether
@@ -109,6 +111,7 @@ module bnn_mvau #(
     if (!rst_n) begin
       sf <= '0;
       nf <= '0;
+      nf0 <= 1'b1;
       waddr <= '0;
       v1 <= 1'b0;
     end else if (advance) begin
@@ -123,6 +126,7 @@ module bnn_mvau #(
         if (sf == SFW'(SF - 1)) begin
           sf <= '0;
           nf <= (nf == NFW'(NF - 1)) ? '0 : nf + 1'b1;
+          nf0 <= (nf == NFW'(NF - 1));
         end else begin
           sf <= sf + 1'b1;
         end

@@ -275,8 +275,11 @@ module bnn_selftest #(
   localparam logic [31:0] PASS_TEXT = "PASS", FAIL_TEXT = "FAIL";
   logic [11:0] kind_q;
   logic [7:0] char_q;
+  // The layout as a ROM read synchronously (a block RAM), so its decoding is no path of its own.
+  (* rom_style = "block" *) logic [11:0] layout_rom[64];
+  initial for (int i = 0; i < 64; i++) layout_rom[i] = layout(i);
   always_ff @(posedge clk) begin
-    kind_q <= layout(int'(ch));
+    kind_q <= layout_rom[ch];
     case (kind_q[11:10])
       2'd1: char_q <= 8'h30 + {4'h0, digits[47-4*kind_q[3:0]-:4]};
       2'd2: char_q <= pass ? PASS_TEXT[31-8*kind_q[9:8]-:8] : FAIL_TEXT[31-8*kind_q[9:8]-:8];
