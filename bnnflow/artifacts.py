@@ -9,7 +9,8 @@ A build directory (`bnnflow build --out DIR`) holds, relative to DIR:
     intermediate/dataflow_parent.onnx  the host graph around the accelerator, for reading (the accelerator
                                      graphs carry their own copy)
     verification.json, folding.json, estimates.json, estimates.txt, build.log
-    sim/, synth/                     written by the later stages
+    rtl/                             the accelerator's RTL, written once, with manifest.json and its hash
+    sim/, synth/, fpga/<target>/, xilinx/   written by the later stages from rtl/
 """
 
 from __future__ import annotations
