@@ -303,6 +303,7 @@ def _load_npy(path: Path, what: str) -> Any:
     help="Also run FINN's C++ simulation of the HLS layers (needs finn-hlslib in $FINN_DEPS).",
 )
 @click.option("--cppsim-samples", type=int, default=4, show_default=True, help="Frames to run in cppsim.")
+@click.option("--layer-timing", is_flag=True, help="Also time each layer alone, next to FINN's per-layer estimate.")
 def sim(
     build_dir: Path,
     golden: Path | None,
@@ -312,11 +313,13 @@ def sim(
     trace: bool,
     cppsim: bool,
     cppsim_samples: int,
+    layer_timing: bool,
 ) -> None:
     """Simulate the accelerator's RTL (BUILD_DIR/rtl) in Verilator against the golden outputs."""
     from bnnflow.sim.harness import SimConfig, simulate
 
-    cfg = SimConfig(build_dir, golden, samples, backpressure, seed, trace, cppsim=cppsim, cppsim_samples=cppsim_samples)
+    cfg = SimConfig(build_dir, golden, samples, backpressure, seed, trace, cppsim=cppsim, cppsim_samples=cppsim_samples,
+                    layer_timing=layer_timing)  # fmt: skip
     report = simulate(cfg)
     for line in report.lines():
         click.echo(line)
@@ -387,6 +390,78 @@ def prune(checkpoint: Path, config_file: Path | None, layers: str | None, target
     result = run_prune(checkpoint, cfg, out_dir, build_cfg, data_dir, threads, build_pruned, log=_echo_err)
     for line in result.lines():
         click.echo(line)
+
+
+@cli.command()
+@click.argument("sweep_file", type=click.Path(path_type=Path))
+@click.option("--out", "sweep_dir", type=click.Path(path_type=Path),
+              help="Sweep directory (default: build/sweeps/<name>); rerun with the same one to resume.")  # fmt: skip
+@click.option("--scheduler", help="Address of an existing Dask scheduler, e.g. tcp://host:8786 "
+              "(default: an embedded local cluster).")  # fmt: skip
+@click.option("--workers", type=int, help="Workers of the embedded cluster (default: one per core, as memory allows).")
+@click.option("--serial", is_flag=True, help="No Dask: every point one after another in this process.")
+@click.option("--retry-failed", is_flag=True, help="Run the points that failed last time again.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for --scheduler.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def sweep(sweep_file: Path, sweep_dir: Path | None, scheduler: str | None, workers: int | None, serial: bool,
+          retry_failed: bool, timeout: float, progress: bool) -> None:  # fmt: skip
+    """Train, build, simulate and synthesize every point of SWEEP_FILE on Dask, resumably; one table of results."""
+    from bnnflow.sweep import run_sweep
+
+    if workers is not None and workers < 1:
+        raise BnnflowError(f"--workers {workers}: give at least 1")
+    with _sweep_progress(progress) as show:
+        outcome = run_sweep(sweep_file, sweep_dir, scheduler, workers, serial, retry_failed, timeout, show)
+    for line in outcome.lines():
+        click.echo(line)
+    if outcome.failed:
+        raise BnnflowError(f"{len(outcome.failed)} of {outcome.total} points failed; their errors are in "
+                           f"{outcome.sweep_dir / 'results.csv'} (--retry-failed runs them again)")  # fmt: skip
+
+
+def _sweep_progress(enabled: bool) -> Any:
+    """A progress bar of points done, with running and failed beside it (on stderr)."""
+    import contextlib
+
+    from tqdm import tqdm
+
+    @contextlib.contextmanager
+    def bar() -> Any:
+        if not enabled:
+            yield None
+            return
+        shown: dict[str, Any] = {}
+
+        def show(done: int, running: int, failed: int, total: int) -> None:
+            if shown.get("last") == (done, running, failed):
+                return
+            shown["last"] = (done, running, failed)
+            if "bar" not in shown:
+                shown["bar"] = tqdm(total=total, unit="point", desc="sweep", file=sys.stderr, dynamic_ncols=True)
+            b = shown["bar"]
+            b.n = done
+            b.set_postfix_str(f"running {running}, failed {failed}", refresh=True)
+
+        try:
+            yield show
+        finally:
+            if "bar" in shown:
+                shown["bar"].close()
+
+    return bar()
+
+
+@cli.command()
+@click.argument("sweep_dir", type=click.Path(path_type=Path))
+@click.option("--point", help="The point whose per-layer cycles are plotted (id or label; default: the fastest "
+              "point on the accuracy-cycles Pareto front).")  # fmt: skip
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Report directory (default: SWEEP_DIR/report).")
+def report(sweep_dir: Path, point: str | None, out_dir: Path | None) -> None:
+    """A self-contained HTML page and PNGs of a sweep: Pareto fronts, per-layer cycles, training curves."""
+    from bnnflow.report import write_report
+
+    page = write_report(sweep_dir, out_dir, point)
+    click.echo(f"report     {page}")
 
 
 @cli.command()

@@ -69,6 +69,42 @@ def mvau_folding(build_dir: Path) -> tuple[list[tuple[int, int]], list[tuple[int
     return folds, dims, max(others, default=0)
 
 
+def prune_for_build(
+    checkpoint: Path,
+    cfg: PruneConfig,
+    out: Path,
+    unpruned_build: Path,
+    data_dir: Path | None = None,
+    threads: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> PruneResult:
+    """Prune the checkpoint's network for the folding of `unpruned_build` (a build of the same network), writing
+    the pruned network and that folding (folding.json) into `out`."""
+    from bnnflow.training.prune import prunable_layers
+    from bnnflow.training.train import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(checkpoint)
+    folds, dims, floor = mvau_folding(unpruned_build)
+    shapes = [(layer.rows, layer.cols) for layer in prunable_layers(model)]
+    if dims != shapes:
+        raise BnnflowError(
+            f"the build's matrix-vector layers {dims} do not match the network's layers {shapes}; "
+            "pruning needs a network that FINN lowers one weight layer to one MVAU"
+        )
+    shutil.copyfile(unpruned_build / FOLDING_FILE, out / FOLDING_FILE)
+    return prune_checkpoint(checkpoint, cfg, out, folds, floor, data_dir, threads, log=log)
+
+
+def pruned_build_config(build_cfg: BuildConfig, out: Path) -> BuildConfig:
+    """The pruned network is built with the unpruned network's folding, so that the two compare like with like."""
+    return build_cfg.replace(
+        output_dir=out / "build",
+        folding_config_file=out / FOLDING_FILE,
+        target_cycles_per_frame=None,
+        target_fps=None,
+    )
+
+
 def prune(
     checkpoint: Path,
     cfg: PruneConfig,
@@ -81,7 +117,7 @@ def prune(
 ) -> PruneRun:
     """Export and build the unpruned checkpoint with `build_cfg` (its folding is the target), prune for it,
     then build the pruned network with the same folding file."""
-    from bnnflow.training.prune import check_layers, prunable_layers
+    from bnnflow.training.prune import check_layers
     from bnnflow.training.train import model_from_checkpoint
 
     out = ensure_writable_dir(out_dir)
@@ -93,29 +129,11 @@ def prune(
     say(f"building the unpruned network for its folding ({unpruned_dir / 'build'})")
     before = build(exported.model_path, build_cfg.replace(output_dir=unpruned_dir / "build"), log=None)
     write_rtl(before.output_dir)
-    folds, dims, floor = mvau_folding(before.output_dir)
-    layers = prunable_layers(model)
-    shapes = [(layer.rows, layer.cols) for layer in layers]
-    if dims != shapes:
-        raise BnnflowError(
-            f"the build's matrix-vector layers {dims} do not match the network's layers {shapes}; "
-            "pruning needs a network that FINN lowers one weight layer to one MVAU"
-        )
-    shutil.copyfile(before.output_dir / FOLDING_FILE, out / FOLDING_FILE)
-    result = prune_checkpoint(checkpoint, cfg, out, folds, floor, data_dir, threads, log=say)
+    result = prune_for_build(checkpoint, cfg, out, before.output_dir, data_dir, threads, log=say)
     after = None
     if build_pruned:
         say(f"building the pruned network with the same folding ({out / 'build'})")
-        after = build(
-            out / "model.onnx",
-            build_cfg.replace(
-                output_dir=out / "build",
-                folding_config_file=out / FOLDING_FILE,
-                target_cycles_per_frame=None,
-                target_fps=None,
-            ),
-            log=None,
-        )
+        after = build(out / "model.onnx", pruned_build_config(build_cfg, out), log=None)
         write_rtl(after.output_dir)
     return PruneRun(result, before, after)
 

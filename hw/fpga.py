@@ -224,10 +224,11 @@ def bitstream(
     frames: int | None = None,
     seed: int = 1,
     check: Any = None,
+    out_dir: Path | None = None,
 ) -> BitstreamReport:
     """Synthesize, place, route and pack the self-checking board top around BUILD_DIR/rtl for a target, in
     BUILD_DIR/fpga/<target>. `check(work_dir, sources, selftest)` runs the self-test in simulation first when
-    given (and raises to stop)."""
+    given (and raises to stop). `out_dir` puts the work elsewhere (a sweep keeps each part's apart)."""
     if target_name not in TARGETS:
         raise BnnflowError(f"unknown target '{target_name}'; choose one of {', '.join(TARGETS)}")
     target = TARGETS[target_name]
@@ -242,7 +243,7 @@ def bitstream(
     if not 0 < mhz <= 1000:
         raise BnnflowError(f"clock {mhz:g} MHz out of range; choose 1 to 1000 MHz")
     plan = clock_plan(board, target.device, target.family, mhz)
-    out = ensure_writable_dir(Path(build_dir) / FPGA_DIR / target.name, "FPGA directory").resolve()
+    out = ensure_writable_dir(out_dir or Path(build_dir) / FPGA_DIR / target.name, "FPGA directory").resolve()
     began = time.perf_counter()
     wall: dict[str, float] = {}
 

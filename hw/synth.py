@@ -67,6 +67,49 @@ def utilization(cells: dict[str, int], family: str, wall_s: float) -> Utilizatio
     )
 
 
+# The cells counted as LUTs, flip-flops, block RAMs and DSPs in each family Yosys synthesizes for, and the block
+# RAM's unit (Xilinx RAMB36 count as two RAMB18).
+FAMILY_CELLS: dict[str, dict[str, tuple[str, ...]]] = {
+    "xilinx": {"luts": ("LUT",), "ffs": ("FD",), "bram": ("RAMB18",), "dsp": ("DSP48",)},
+    "ice40": {"luts": ("SB_LUT4",), "ffs": ("SB_DFF",), "bram": ("SB_RAM40_4K",), "dsp": ("SB_MAC16",)},
+    "ecp5": {"luts": ("LUT4",), "ffs": ("TRELLIS_FF",), "bram": ("DP16KD",), "dsp": ("MULT18X18D",)},
+}
+BRAM_UNIT = {"xilinx": "RAMB18", "ice40": "SB_RAM40_4K (4 kbit)", "ecp5": "DP16KD (18 kbit)"}
+XILINX_FAMILIES = ("xc7", "xcu", "xcup")
+
+
+def family_of_part(part: str) -> str:
+    """Yosys' family for a part name: a Xilinx part (xc7z020..., xczu7ev..., xcu250...), ice40-*, ecp5-*."""
+    p = part.lower()
+    if p.startswith("ice40"):
+        return "ice40"
+    if p.startswith("ecp5"):
+        return "ecp5"
+    if p.startswith("xc7"):
+        return "xc7"
+    if p.startswith(("xczu", "xck", "xcu2", "xcu5", "xcvu", "xcku")):
+        return "xcup"
+    raise BnnflowError(f"no Yosys family known for part '{part}'; use a Xilinx 7-series or UltraScale+ part, "
+                       "ice40-* or ecp5-*")  # fmt: skip
+
+
+def synth_command(family: str, top: str) -> str:
+    if family in XILINX_FAMILIES:
+        return f"synth_xilinx -top {top} -family {family} -flatten"
+    if family in ("ice40", "ecp5"):
+        return f"synth_{family} -top {top}"
+    raise BnnflowError(f"unknown Yosys family '{family}'; use one of {', '.join(XILINX_FAMILIES)}, ice40, ecp5")
+
+
+def resource_counts(cells: dict[str, int], family: str) -> dict[str, int]:
+    """LUTs, flip-flops, block RAMs (in BRAM_UNIT) and DSPs from Yosys' cell counts."""
+    kinds = FAMILY_CELLS["xilinx" if family in XILINX_FAMILIES else family]
+    out = {what: sum(n for cell, n in cells.items() if cell.startswith(prefixes)) for what, prefixes in kinds.items()}
+    if family in XILINX_FAMILIES:
+        out["bram"] += 2 * sum(n for cell, n in cells.items() if cell.startswith("RAMB36"))
+    return out
+
+
 def synthesize(design: Design, work_dir: Path, family: str = "xc7", top: str = TOP) -> Utilization:
     """Synthesize `design` in work_dir. read_slang wants its sources under the working directory, and the
     memories are initialised from the .mem files beside the top level, so everything is copied there first."""
@@ -81,7 +124,7 @@ def synthesize(design: Design, work_dir: Path, family: str = "xc7", top: str = T
         shutil.copyfile(mem, work / mem.name)
     script = (
         f"read_slang --threads 1 {' '.join(names)} --top {top}; "
-        f"synth_xilinx -top {top} -family {family} -flatten; "
+        f"{synth_command(family, top)}; "
         "tee -q -o stat.json stat -json"
     )
     began = time.perf_counter()

@@ -23,6 +23,7 @@ from bnnflow.hw.layers import StreamFormat, decode, unpack_words
 from bnnflow.hw.streams import input_words
 from bnnflow.render import render
 from bnnflow.sim.cppsim import CppsimReport, run_cppsim
+from bnnflow.sim.layer_timing import layer_timing
 from bnnflow.sim.verilator import build_testbench, find_verilator
 
 
@@ -48,6 +49,8 @@ class SimConfig:
     """Also run FINN's C++ simulation of the HLS layers, where finn-hlslib is present (else say why not)."""
     cppsim_samples: int = 4
     """Frames each HLS layer runs in cppsim (each frame is one run of each layer's program)."""
+    layer_timing: bool = False
+    """Also measure each layer's cycles per frame alone (sim/layer_timing.py), next to FINN's estimate."""
 
 
 @dataclass
@@ -67,6 +70,8 @@ class SimReport:
     cppsim: CppsimReport = field(default_factory=lambda: CppsimReport(ran=False, reason="skipped: not asked for"))
     sim_dir: Path | None = None
     rtl_hash: str = ""
+    layer_cycles: list[dict[str, Any]] = field(default_factory=list)
+    """With SimConfig.layer_timing: per layer, FINN's estimated cycles per frame and those measured alone."""
 
     @property
     def rtl_ok(self) -> bool:
@@ -90,7 +95,7 @@ class SimReport:
     def lines(self) -> list[str]:
         ii = "n/a (fewer than 3 frames)" if self.measured_ii is None else f"{self.measured_ii:.1f}"
         vs = self.vs_pytorch
-        return [
+        out = [
             f"rtl        {self.frames} frames in Verilator: {self.mismatches_vs_finn} of {self.outputs.size} output "
             "elements differ from FINN's execution",
             f"rtl hash   {self.rtl_hash}",
@@ -100,6 +105,12 @@ class SimReport:
             f"{' (with back-pressure)' if self.backpressure else ''}",
             f"cppsim     {self.cppsim.line()}",
         ]
+        for layer in self.layer_cycles:
+            got = "n/a" if layer["measured_cycles"] is None else f"{layer['measured_cycles']:g}"
+            out.append(
+                f"layer      {layer['name']:24s} {got:>8s} cycles/frame alone, FINN estimate {layer['expected_cycles']}"
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         ii_err = None if self.measured_ii is None else (self.measured_ii - self.expected_ii) / self.expected_ii
@@ -118,6 +129,7 @@ class SimReport:
             "backpressure": self.backpressure,
             "cppsim": self.cppsim.to_dict(),
             "rtl_hash": self.rtl_hash,
+            "layer_cycles": self.layer_cycles,
         }
 
 
@@ -132,7 +144,8 @@ def run_design(
     verilator = find_verilator()
     tb = sim_dir / "tb.cpp"
     width = fmt_out.width
-    write_text(tb, render("bnnflow.sim", "tb.cpp.j2", top=TOP, trace=cfg.trace, out_digits=max(1, (width + 3) // 4)))
+    write_text(tb, render("bnnflow.sim", "tb.cpp.j2", top=TOP, trace=cfg.trace, out_digits=max(1, (width + 3) // 4),
+                          layers=[layer.name for layer in design.layers]))  # fmt: skip
     exe = build_testbench(verilator, design.sources, tb, sim_dir / "obj_dir", TOP, cfg.trace)
     write_text(sim_dir / "input.hex", "\n".join(words) + "\n")
     frames = len(words) // fmt_in.words
@@ -221,6 +234,7 @@ def simulate(
         cppsim=_cppsim(cfg, model, accel_inputs, sim_dir),
         sim_dir=sim_dir,
         rtl_hash=design.rtl_hash,
+        layer_cycles=layer_timing(design, sim_dir / "layers") if cfg.layer_timing else [],
     )
     write_json(sim_dir / "report.json", report.to_dict())
     return report
