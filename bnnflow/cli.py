@@ -453,8 +453,8 @@ def _sweep_progress(enabled: bool) -> Any:
 
 @cli.command()
 @click.argument("sweep_dir", type=click.Path(path_type=Path))
-@click.option("--point", help="The point whose per-layer cycles are plotted (id or label; default: the fastest "
-              "point on the accuracy-cycles Pareto front).")  # fmt: skip
+@click.option("--point", help="The point whose per-layer cycles are plotted (id or label; default: the most "
+              "accurate point on the accuracy-cycles Pareto front).")  # fmt: skip
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Report directory (default: SWEEP_DIR/report).")
 def report(sweep_dir: Path, point: str | None, out_dir: Path | None) -> None:
     """A self-contained HTML page and PNGs of a sweep: Pareto fronts, per-layer cycles, training curves."""

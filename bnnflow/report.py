@@ -130,7 +130,7 @@ def _pick(points: list[dict[str, Any]], front: list[dict[str, Any]], wanted: str
         raise BnnflowError(f"no point '{wanted}' in this sweep; give an id or label from {RESULTS}")
     ids = {row["point"] for row in front}
     candidates = [p for p in points if p["id"] in ids and (p["stages"].get("sim") or {}).get("layer_cycles")]
-    return max(candidates, key=lambda p: p["stages"]["train"]["accuracy"], default=None)
+    return max(candidates, key=lambda p: point_row(p)["accuracy"], default=None)
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:

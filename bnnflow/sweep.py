@@ -25,6 +25,7 @@ from bnnflow.sweepstages import StageFailed, one_line, run_stage
 SWEEP_META = "sweep.json"
 POINTS_DIR = "points"
 RESULTS = "results.csv"
+RUNS = "runs.json"
 WORKER_MEMORY_GB = 3  # what one worker needs at most: a FINN build of SFC/LFC, or training on MNIST
 
 COLUMNS = (
@@ -243,8 +244,20 @@ def run_sweep(
             where = f"{scheduler or 'the embedded cluster'} ({n} workers)"
     if not (out / RESULTS).is_file():
         write_table(out)
-    return SweepOutcome(out, len(points), len(points) - len(todo), len(todo), failed, time.perf_counter() - began,
-                        where)  # fmt: skip
+    outcome = SweepOutcome(out, len(points), len(points) - len(todo), len(todo), failed,
+                           time.perf_counter() - began, where)  # fmt: skip
+    log_run(outcome)
+    return outcome
+
+
+def log_run(outcome: SweepOutcome) -> None:
+    """Append this invocation to SWEEP_DIR/runs.json: what ran where, in how long."""
+    path = outcome.sweep_dir / RUNS
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    o = outcome
+    runs.append({"points": o.total, "skipped": o.skipped, "ran": o.ran, "failed": len(o.failed),
+                 "wall_s": round(o.wall_s, 1), "where": o.where})  # fmt: skip
+    write_json(path, runs)
 
 
 def _run_serial(out: Path, todo: list[Point], stages: dict[str, Stage], say: Any) -> list[str]:

@@ -233,7 +233,12 @@ def _axis_value(path: Path, name: str, value: Any) -> Any:
     if name in ("target_fps", "clock_mhz"):
         if value is None:
             return None
-        if not isinstance(value, int | float) or value <= 0:
+        if isinstance(value, str):  # YAML 1.1 reads 1e5 as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise BnnflowError(f"{where}: '{value}' is not a positive number")
         return float(value)
     if name == "model":

@@ -4,10 +4,12 @@ stage is read back instead of run again; an unfinished one (a killed worker's) i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from bnnflow.sweepspec import Stage
 
 STAGES_DIR = "stages"
 MARKER = "stage.json"
+LOG = "stage.log"
 
 
 class StageFailed(Exception):
@@ -62,10 +65,18 @@ def run_stage(sweep_dir: str, stage: Stage, threads: int, *deps: dict[str, Any])
         shutil.rmtree(out)
     out.mkdir(parents=True)
     began = time.perf_counter()
-    try:
-        result = RUNNERS[stage.name](root, out, stage.config, {d["stage"]: d for d in deps}, threads)
-    except Exception as exc:
-        raise StageFailed(stage.name, one_line(exc)) from None
+    # What FINN, qonnx and brevitas print or warn goes to the stage's log, not to the terminal that runs the sweep.
+    with (
+        open(out / LOG, "w") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("default")
+        try:
+            result = RUNNERS[stage.name](root, out, stage.config, {d["stage"]: d for d in deps}, threads)
+        except Exception as exc:
+            raise StageFailed(stage.name, one_line(exc)) from None
     record = {"stage": stage.name, "key": stage.key, "wall_s": round(time.perf_counter() - began, 2), **result}
     write_json(out / MARKER, record)
     return record

@@ -82,6 +82,20 @@ part: [xc7z020clg400-1, ice40-up5k]
     assert [p.id for p in again] == [p.id for p in points]
 
 
+def test_model_config_and_fps_axes(tmp_path) -> None:
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "mlp.yaml").write_text("name: mlp\nwbits: 1\nabits: 1\nfc: [32]\n")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("model: [tfc, nets/mlp.yaml]\ndataset: digits\ntarget_fps: [1e5]\nclock_mhz: [50, 100]\n")
+    points, stages = load_sweep(sweep).points()
+    assert len(points) == 4
+    trains = [s.config for s in stages.values() if s.name == "train"]
+    assert {t.get("model_config") for t in trains} == {None, str(tmp_path / "nets" / "mlp.yaml")}
+    builds = sorted((s.config["synth_clk_period_ns"], s.config["target_fps"]) for s in stages.values()
+                    if s.name == "build")  # fmt: skip
+    assert builds == [(10.0, 1e5), (10.0, 1e5), (20.0, 1e5), (20.0, 1e5)]
+
+
 @pytest.mark.parametrize(
     ("body", "needles"),
     [
@@ -99,6 +113,17 @@ def test_bad_sweep_file_is_one_line(capsys, tmp_path, body, needles) -> None:
     code, _, err = _run(capsys, "sweep", str(write_sweep(tmp_path, body)), "--out", str(tmp_path / "out"))
     _assert_one_line_error(code, err, *needles)
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_tls_certificate_is_one_line(capsys, tmp_path) -> None:
+    sweep = write_sweep(tmp_path, "security: {tls_ca_file: ca.pem, require_encryption: true}\n")
+    code, _, err = _run(capsys, "sweep", str(sweep), "--scheduler", "tls://127.0.0.1:9")
+    _assert_one_line_error(code, err, "security file tls_ca_file", "ca.pem not found")
+
+
+def test_report_of_a_directory_that_is_no_sweep_is_one_line(capsys, tmp_path) -> None:
+    code, _, err = _run(capsys, "report", str(tmp_path))
+    _assert_one_line_error(code, err, f"{tmp_path} is not a sweep directory")
 
 
 def test_section_option_that_is_an_axis_is_refused(capsys, tmp_path) -> None:

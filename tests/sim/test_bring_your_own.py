@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
-from bnnflow.hw.generate import write_rtl
+from bnnflow.hw.generate import load_build_design, write_rtl
 from bnnflow.sim.harness import SimConfig, simulate
 from tests.byon import Act, Conv, Dense, Net, bnn_pynq, build_net, export_net, inputs_for
 
@@ -245,3 +245,19 @@ def test_torchscript_exporter_with_dynamic_batch(tmp_path) -> None:
     ]
     assert main(args) == 0
     assert_exact(build_and_simulate(src, tmp_path / "b", 200))
+
+
+@pytest.mark.parametrize("kind", ["cnn-pad-stride-pool3s2", "relu-bias-perchannel"])
+def test_each_layer_alone_takes_finns_estimated_cycles(tmp_path, kind) -> None:
+    """`--layer-timing`: every layer (padding, sliding window, pooling, MVAU, width converters, label select)
+    measured alone in Verilator takes the cycles per frame FINN estimates for it."""
+    src = export_net(KINDS[kind], tmp_path / "src", samples=3, seed=1)
+    out = tmp_path / "b"
+    build(src / "model.onnx", BuildConfig(output_dir=out, target_cycles_per_frame=300, verify_samples=2))
+    write_rtl(out)
+    report = simulate(SimConfig(build_dir=out, cppsim=False, layer_timing=True))
+    assert_exact(report)
+    layers = report.layer_cycles
+    assert [layer["name"] for layer in layers] == [layer.name for layer in load_build_design(out).layers]
+    assert all(layer["measured_cycles"] == layer["expected_cycles"] for layer in layers), layers
+    assert report.measured_ii == max(layer["measured_cycles"] for layer in layers)
