@@ -94,8 +94,9 @@ def layers_plot(point: dict[str, Any]) -> bytes | None:
 
 
 def training_plot(sweep_dir: Path, points: list[dict[str, Any]]) -> bytes | None:
-    """Test accuracy per epoch of every distinct training and pruning run (pruning's retraining dashed)."""
-    curves: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+    """Test accuracy per epoch of every distinct training (solid) and pruning run (dashed: its retraining, after the
+    training it started from), one colour per model and bits."""
+    curves: dict[str, tuple[str, bool, list[dict[str, Any]]]] = {}
     for point in points:
         for stage in ("train", "prune"):
             record = point["stages"].get(stage)
@@ -103,22 +104,25 @@ def training_plot(sweep_dir: Path, points: list[dict[str, Any]]) -> bytes | None
                 metrics = Path(sweep_dir) / record["metrics"]
                 if metrics.is_file():
                     v = point["values"]
-                    label = f"{v['model']}-w{v['wbits']}a{v['abits']}" + (
-                        f" {point['label'].split(' ')[2]}" if stage == "prune" else "")  # fmt: skip
-                    curves[record["key"]] = (label, json.loads(metrics.read_text())["epochs"])
+                    series = f"{v['model']}-w{v['wbits']}a{v['abits']}"
+                    curves[record["key"]] = (series, stage == "prune", json.loads(metrics.read_text())["epochs"])
     if not curves:
         return None
     fig, ax = _figure()
-    for n, (_key, (label, epochs)) in enumerate(sorted(curves.items(), key=lambda kv: (kv[1][0], kv[0]))):
-        pruned = " " in label
+    colours = {series: f"C{n % 10}" for n, series in enumerate(sorted({c[0] for c in curves.values()}))}
+    labelled: set[str] = set()
+    for _key, (series, pruned, epochs) in sorted(curves.items(), key=lambda kv: (kv[1][0], kv[1][1], kv[0])):
+        label = None if series in labelled else series
+        labelled.add(series)
         ax.plot([e["epoch"] for e in epochs], [e["test_acc"] for e in epochs], linestyle="--" if pruned else "-",
-                color=f"C{n % 10}", label=label, linewidth=1)  # fmt: skip
+                color=colours[series], label=label, linewidth=1)  # fmt: skip
+    if any(pruned for _s, pruned, _e in curves.values()):
+        ax.plot([], [], linestyle="--", color="grey", label="pruning and retraining")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("training curves")
     ax.grid(True, alpha=0.3)
-    if len(curves) <= 12:
-        ax.legend(fontsize=6)
+    ax.legend(fontsize=7)
     return _png(fig)
 
 

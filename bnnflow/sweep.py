@@ -204,10 +204,13 @@ def dask_client(spec: SweepSpec, scheduler: str | None, workers: int | None, tim
         ):
             yield client
         return
+    if scheduler.startswith("tls://") and not spec.security:
+        raise BnnflowError(f"the scheduler {scheduler} speaks TLS; give tls_ca_file, tls_client_cert and "
+                           f"tls_client_key in the `security:` section of {spec.path}")  # fmt: skip
     security = Security(**spec.security) if spec.security else None
     try:
         client = Client(scheduler, security=security, timeout=timeout)
-    except (OSError, TimeoutError, ValueError) as exc:
+    except Exception as exc:  # refused, timed out, a bad address or a TLS handshake that fails
         hint = "start one with `dask scheduler`, or leave out --scheduler to use the embedded cluster"
         raise BnnflowError(f"cannot reach the Dask scheduler at {scheduler} ({one_line(exc)}); {hint}") from None
     try:

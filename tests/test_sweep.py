@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bnnflow.cli import main
+from bnnflow.errors import BnnflowError
 from bnnflow.pareto import pareto_front
 from bnnflow.sweep import POINTS_DIR, RESULTS, run_sweep
 from bnnflow.sweepspec import load_sweep
@@ -324,3 +325,53 @@ def test_interrupted_sweep_resumes_without_redoing_finished_points(tmp_path) -> 
     assert len(rows) == 8 and len({r["point"] for r in rows}) == 8 and all(r["status"] == "ok" for r in rows)
     # Nothing left to do: a third run runs nothing.
     assert run_sweep(sweep, out, serial=True).ran == 0
+
+
+def test_embedded_cluster_listens_on_localhost_only(tmp_path) -> None:
+    from bnnflow.sweep import dask_client
+
+    spec = load_sweep(write_sweep(tmp_path, ""))
+    with dask_client(spec, None, 1, 5.0) as client:
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert all(addr.startswith("tcp://127.0.0.1:") for addr in client.scheduler_info()["workers"])
+
+
+def _self_signed(tmp_path: Path) -> Path:
+    """A certificate and key for localhost that is its own CA (openssl), for a TLS-only Dask cluster."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not found: it makes the test's TLS certificate")
+    pem = tmp_path / "tls.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)  # fmt: skip
+    pem.write_text((tmp_path / "cert.pem").read_text() + (tmp_path / "key.pem").read_text())
+    return pem
+
+
+def test_sweep_on_a_tls_cluster_with_security_from_the_sweep_file(tmp_path) -> None:
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    pem = _self_signed(tmp_path)
+    tls = {f"tls_{who}_{what}": str(pem) for who in ("scheduler", "worker", "client") for what in ("cert", "key")}
+    security = Security(tls_ca_file=str(pem), require_encryption=True, **tls)
+    sweep = write_sweep(tmp_path, f"stages: [train, build]\ntarget_cycles_per_frame: [128]\nsecurity: "
+                        f"{{tls_ca_file: {pem.name}, tls_client_cert: {pem.name}, tls_client_key: {pem.name}, "
+                        "require_encryption: true}\n")  # fmt: skip
+    with LocalCluster(n_workers=1, threads_per_worker=1, protocol="tls", host="127.0.0.1", security=security,
+                      dashboard_address=None, silence_logs=50) as cluster:  # fmt: skip
+        assert cluster.scheduler_address.startswith("tls://")
+        outcome = run_sweep(sweep, tmp_path / "out", scheduler=cluster.scheduler_address)
+        assert outcome.ran == 1 and not outcome.failed
+        # Without the certificates, or with others, the same scheduler is refused in one line.
+        plain = write_sweep(tmp_path, "stages: [train, build]\n", name="plain")
+        with pytest.raises(BnnflowError, match="speaks TLS; give tls_ca_file"):
+            run_sweep(plain, tmp_path / "out2", scheduler=cluster.scheduler_address, timeout=3)
+        (tmp_path / "other").mkdir()
+        other = _self_signed(tmp_path / "other")
+        wrong = write_sweep(tmp_path / "other", f"stages: [train, build]\nsecurity: {{tls_ca_file: {other}, "
+                            f"tls_client_cert: {other}, tls_client_key: {other}}}\n", name="wrong")  # fmt: skip
+        with pytest.raises(BnnflowError, match="cannot reach the Dask scheduler at tls://"):
+            run_sweep(wrong, tmp_path / "out3", scheduler=cluster.scheduler_address, timeout=3)
