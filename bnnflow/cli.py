@@ -13,6 +13,13 @@ from bnnflow import __version__
 from bnnflow.errors import BnnflowError
 
 
+def user_cache_dir() -> Path:
+    """Where bnnflow keeps what it can rebuild (compiled Verilator models): $XDG_CACHE_HOME/bnnflow."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnnflow"
+
+
 def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
@@ -304,6 +311,11 @@ def _load_npy(path: Path, what: str) -> Any:
 )
 @click.option("--cppsim-samples", type=int, default=4, show_default=True, help="Frames to run in cppsim.")
 @click.option("--layer-timing", is_flag=True, help="Also time each layer alone, next to FINN's per-layer estimate.")
+@click.option("--junit", "junit_file", type=click.Path(path_type=Path),
+              help="Write JUnit XML: one test case per check, for CI systems.")  # fmt: skip
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Reuse compiled Verilator models by the hash of their RTL ($XDG_CACHE_HOME/bnnflow, "
+              "else ~/.cache/bnnflow).")  # fmt: skip
 def sim(
     build_dir: Path,
     golden: Path | None,
@@ -314,16 +326,30 @@ def sim(
     cppsim: bool,
     cppsim_samples: int,
     layer_timing: bool,
+    junit_file: Path | None,
+    cache: bool,
 ) -> None:
-    """Simulate the accelerator's RTL (BUILD_DIR/rtl) in Verilator against the golden outputs."""
+    """Simulate the accelerator's RTL (BUILD_DIR/rtl) in Verilator against the golden outputs; the exit status is
+    non-zero on any divergence (the RTL from FINN or PyTorch, the II from the estimate, a layer's cycles)."""
+    from bnnflow.sim import junit
     from bnnflow.sim.harness import SimConfig, simulate
 
     cfg = SimConfig(build_dir, golden, samples, backpressure, seed, trace, cppsim=cppsim, cppsim_samples=cppsim_samples,
-                    layer_timing=layer_timing)  # fmt: skip
-    report = simulate(cfg)
+                    layer_timing=layer_timing, cache_dir=user_cache_dir() / "verilator" if cache else None)  # fmt: skip
+    suite = f"bnnflow sim {build_dir}"
+    try:
+        report = simulate(cfg)
+    except BnnflowError as exc:
+        if junit_file is not None:
+            junit.write_junit(junit_file, suite, junit.build_cases(build_dir) + junit.error_cases(str(exc)))
+        raise
     for line in report.lines():
         click.echo(line)
-    failure = report.failure()
+    cases = junit.build_cases(build_dir) + junit.sim_cases(report)
+    if junit_file is not None:
+        click.echo(f"junit      {junit.write_junit(junit_file, suite, cases)}")
+    failure = report.failure() or next((f"{c.name}: {c.message}" for c in cases if c.outcome in ("failed", "error")),
+                                       None)  # fmt: skip
     if failure:
         raise BnnflowError(failure)
 

@@ -51,6 +51,9 @@ class SimConfig:
     """Frames each HLS layer runs in cppsim (each frame is one run of each layer's program)."""
     layer_timing: bool = False
     """Also measure each layer's cycles per frame alone (sim/layer_timing.py), next to FINN's estimate."""
+    cache_dir: Path | None = None
+    """Compiled Verilator models by the hash of their RTL and test bench (`bnnflow sim` uses ~/.cache/bnnflow);
+    a design simulated before, in any build directory, is not compiled again."""
 
 
 @dataclass
@@ -146,7 +149,7 @@ def run_design(
     width = fmt_out.width
     write_text(tb, render("bnnflow.sim", "tb.cpp.j2", top=TOP, trace=cfg.trace, out_digits=max(1, (width + 3) // 4),
                           layers=[layer.name for layer in design.layers]))  # fmt: skip
-    exe = build_testbench(verilator, design.sources, tb, sim_dir / "obj_dir", TOP, cfg.trace)
+    exe = build_testbench(verilator, design.sources, tb, sim_dir / "obj_dir", TOP, cfg.trace, cfg.cache_dir)
     write_text(sim_dir / "input.hex", "\n".join(words) + "\n")
     frames = len(words) // fmt_in.words
     max_cycles = 1000 + 50 * (frames + 2) * max(layer.expected_cycles for layer in design.layers)
@@ -234,7 +237,7 @@ def simulate(
         cppsim=_cppsim(cfg, model, accel_inputs, sim_dir),
         sim_dir=sim_dir,
         rtl_hash=design.rtl_hash,
-        layer_cycles=layer_timing(design, sim_dir / "layers") if cfg.layer_timing else [],
+        layer_cycles=layer_timing(design, sim_dir / "layers", cfg.cache_dir) if cfg.layer_timing else [],
     )
     write_json(sim_dir / "report.json", report.to_dict())
     return report

@@ -26,7 +26,7 @@ def steady_interval(ends: list[int]) -> float | None:
     return (ends[-1] - ends[1]) / (len(ends) - 2)
 
 
-def layer_timing(design: Design, work_dir: Path) -> list[dict[str, Any]]:
+def layer_timing(design: Design, work_dir: Path, cache: Path | None = None) -> list[dict[str, Any]]:
     """Per layer: FINN's estimated cycles per frame and the cycles per frame measured alone in Verilator."""
     out = ensure_writable_dir(Path(work_dir), "layer timing directory").resolve()
     probe = out / f"{PROBE}.sv"
@@ -35,7 +35,7 @@ def layer_timing(design: Design, work_dir: Path) -> list[dict[str, Any]]:
     tb = out / "probe_tb.cpp"
     write_text(tb, render("bnnflow.sim", "probe_tb.cpp.j2", top=PROBE, layers=design.layers))
     sources = [src for src in design.sources if src.stem != TOP] + [probe]
-    exe = build_testbench(find_verilator(), sources, tb, out / "obj_dir", PROBE)
+    exe = build_testbench(find_verilator(), sources, tb, out / "obj_dir", PROBE, cache=cache)
     max_cycles = 1000 + 4 * (FRAMES + 1) * max(layer.expected_cycles for layer in design.layers)
     result = out / "layers.json"
     proc = subprocess.run([str(exe), str(result), str(FRAMES), str(max_cycles)], cwd=design.rtl_dir,

@@ -69,9 +69,16 @@ def find_verilator() -> Verilator:
 
 
 def build_testbench(
-    verilator: Verilator, sources: list[Path], testbench: Path, obj_dir: Path, top: str, trace: bool = False
+    verilator: Verilator,
+    sources: list[Path],
+    testbench: Path,
+    obj_dir: Path,
+    top: str,
+    trace: bool = False,
+    cache: Path | None = None,
 ) -> Path:
-    """Compile sources + test bench into obj_dir/Vtb; reuses a build of identical inputs."""
+    """Compile sources + test bench into obj_dir/Vtb; reuses a build of identical inputs, in obj_dir or in
+    `cache` (a directory of compiled models named by the hash of their sources, test bench and Verilator)."""
     digest = hashlib.sha256()
     for path in [*sources, testbench]:
         digest.update(path.name.encode())
@@ -82,6 +89,11 @@ def build_testbench(
     if exe.is_file() and stamp.is_file() and stamp.read_text() == digest.hexdigest():
         return exe
     obj_dir.mkdir(parents=True, exist_ok=True)
+    cached = cache / digest.hexdigest() / "Vtb" if cache is not None else None
+    if cached is not None and cached.is_file():  # the memories are read at run time: the model is the RTL's
+        shutil.copy2(cached, exe)
+        stamp.write_text(digest.hexdigest())
+        return exe
     cmd = [
         str(verilator.executable), "--cc", "--exe", "--build", "-j", "2", "--top-module", top,
         "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast", "--x-initial", "fast",
@@ -101,4 +113,17 @@ def build_testbench(
         first = next((ln for ln in proc.stderr.splitlines() if "%Error" in ln or "error" in ln), "see the log")
         raise BnnflowError(f"Verilator build failed{hint}: {first.strip()}; full log in {obj_dir / 'verilator.log'}")
     stamp.write_text(digest.hexdigest())
+    if cached is not None:
+        _store(exe, cached)
     return exe
+
+
+def _store(exe: Path, cached: Path) -> None:
+    """Copy a compiled model into the cache, whole or not at all (another process may be storing it too)."""
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        shutil.copy2(exe, tmp)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next compile

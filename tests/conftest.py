@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from bnnflow.errors import BnnflowError
+from bnnflow.sim.verilator import Verilator, find_verilator
 from bnnflow.training.data import default_data_root
 
 
@@ -17,6 +19,24 @@ def _seed_everything() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory) -> None:
+    """The commands' user cache (compiled Verilator models) lives in the test session's temporary directory."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def verilator() -> Verilator:
+    """Verilator for the RTL tests (every test marked `verilator` uses it); they skip, saying so, without it."""
+    try:
+        return find_verilator()
+    except BnnflowError as exc:
+        pytest.skip(f"Verilator unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,11 @@ import pytest
 from bnnflow.cli import main
 
 
+def needs_verilator(test):
+    """The commands that simulate the RTL (run, sim, build + sim) need Verilator: marked, and skipped without it."""
+    return pytest.mark.verilator(pytest.mark.usefixtures("verilator")(test))
+
+
 def _run(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
@@ -39,6 +44,7 @@ def _assert_error_after_progress(code: int, err: str, *needles: str) -> None:
         assert needle in errors[0]
 
 
+@needs_verilator
 def test_main_job_runs_on_embedded_default(capsys, tmp_path: Path) -> None:
     code, out, _ = _run(capsys, "run", "--out", str(tmp_path), "--epochs", "3")
     assert code == 0
@@ -148,6 +154,7 @@ def test_export_of_missing_directory(capsys, tmp_path: Path) -> None:
     assert "--out /" not in err
 
 
+@needs_verilator
 def test_corrupt_golden_file(capsys, tmp_path: Path) -> None:
     code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
     assert code == 0, err
@@ -282,6 +289,7 @@ def test_info_commands(capsys, args: list[str]) -> None:
     assert ("cnv" in out and "cifar10" in out) if args == ["models"] else "0.1.0" in out
 
 
+@needs_verilator
 def test_build_command_with_config_and_overrides(capsys, tmp_path: Path) -> None:
     code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
     assert code == 0, err
@@ -303,6 +311,7 @@ def test_build_command_with_config_and_overrides(capsys, tmp_path: Path) -> None
     assert est["initiation_interval_cycles"] <= 256
 
 
+@needs_verilator
 def test_build_to_bitstream_without_vivado_stops_with_reason(capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.delenv("XILINX_VIVADO", raising=False)
@@ -333,6 +342,7 @@ def test_build_to_bitstream_without_vivado_stops_with_reason(capsys, tmp_path: P
         (["--stop-step", "place"], "unknown stop_step 'place'"),
     ],
 )
+@needs_verilator
 def test_build_bad_options(capsys, tmp_path: Path, args: list[str], needle: str) -> None:
     code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
     assert code == 0, err
@@ -347,6 +357,7 @@ def test_build_malformed_onnx(capsys, tmp_path: Path) -> None:
     _assert_one_line_error(code, err, "is not a valid ONNX model")
 
 
+@needs_verilator
 def test_sim_command_with_relative_build_dir(capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     code, out, err = _run(capsys, "run", "--out", "r", "--epochs", "1", "--target", "none")

@@ -1,22 +1,10 @@
-"""Simulator tests need Verilator; they skip, saying so, where it is missing."""
+"""Fixtures of the simulator tests (the Verilator fixture is the shared one in tests/conftest.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-from bnnflow.errors import BnnflowError
-from bnnflow.sim.verilator import find_verilator
-
-
-@pytest.fixture(scope="session")
-def verilator():
-    try:
-        return find_verilator()
-    except BnnflowError as exc:
-        pytest.skip(f"Verilator unavailable: {exc}")
 
 
 def tiny_cnn(tmp_path: Path, real_images, wbits: int, abits: int) -> Path:
