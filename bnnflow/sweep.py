@@ -236,14 +236,15 @@ def run_sweep(
     points, todo, stages = plan(spec, out, retry_failed)
     began = time.perf_counter()
     say = progress or (lambda *_a: None)
-    if serial:
+    if not todo:
+        failed, where = [], "nothing (every point is done)"
+    elif serial:
         failed = _run_serial(out, todo, stages, say)
         where = "one process, one point after another"
     else:
         with dask_client(spec, scheduler, workers, timeout) as client:
             n = len(client.scheduler_info()["workers"])
-            threads = 0 if scheduler else max(1, (os.cpu_count() or 1) // max(1, n))
-            failed = _run_dask(client, out, todo, stages, threads, say)
+            failed = _run_dask(client, out, todo, stages, say)
             where = f"{scheduler or 'the embedded cluster'} ({n} workers)"
     if not (out / RESULTS).is_file():
         write_table(out)
@@ -278,7 +279,7 @@ def _run_serial(out: Path, todo: list[Point], stages: dict[str, Stage], say: Any
                 try:
                     if bad is not None:
                         raise bad
-                    results[task] = run_stage(str(out), stage, 0, *deps)  # type: ignore[arg-type]
+                    results[task] = run_stage(str(out), stage, *deps)  # type: ignore[arg-type]
                 except StageFailed as exc:
                     results[task] = exc
             result = results[task]
@@ -297,7 +298,7 @@ def gather_records(*records: dict[str, Any]) -> list[dict[str, Any]]:
     return list(records)
 
 
-def _run_dask(client: Any, out: Path, todo: list[Point], stages: dict[str, Stage], threads: int, say: Any) -> list[str]:
+def _run_dask(client: Any, out: Path, todo: list[Point], stages: dict[str, Stage], say: Any) -> list[str]:
     from distributed import wait
 
     needed = {task for point in todo for task in point.stages.values()}
@@ -305,7 +306,7 @@ def _run_dask(client: Any, out: Path, todo: list[Point], stages: dict[str, Stage
     for task, stage in stages.items():  # in dependency order: a stage is added after the stages it reads
         if task in needed:
             deps = [futures[d] for d in stage.deps]
-            futures[task] = client.submit(run_stage, str(out), stage, threads, *deps, key=task, pure=False)
+            futures[task] = client.submit(run_stage, str(out), stage, *deps, key=task, pure=False)
     by_future = {}
     owners: dict[str, set[str]] = {}
     for point in todo:

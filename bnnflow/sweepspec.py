@@ -33,7 +33,10 @@ AXES = (
 # Fixed settings, one mapping per stage, and the list of stages to run.
 SECTIONS = ("name", "train", "build", "sim", "stages", "security")
 STAGES = ("train", "build", "sim", "synth")  # prune runs where a point's prune axis asks for it
-TRAIN_FIXED_EXCLUDED = {"out_dir", "resume", "progress", "threads", "model_config", *AXES}
+TRAIN_FIXED_EXCLUDED = {"out_dir", "resume", "progress", "model_config", *AXES}
+# Torch threads of a training unless the train section sets them: the same wherever the stage runs, since the
+# result depends on them.
+TRAIN_THREADS = 1
 BUILD_FIXED_EXCLUDED = {"output_dir", "golden", "folding_config_file", "start_step", "stop_step", "fpga_part", *AXES}
 SIM_FIXED = {"samples", "backpressure", "seed"}
 SECURITY_FILES = ("tls_ca_file", "tls_client_cert", "tls_client_key")
@@ -131,7 +134,7 @@ class SweepSpec:
         from bnnflow.training.models import default_dataset
 
         model = values["model"]
-        train_cfg = dict(self.train)
+        train_cfg = {"threads": TRAIN_THREADS, **self.train}
         if str(model).endswith((".yaml", ".yml")):
             train_cfg["model_config"] = str(_resolve(self.path, model))
         else:

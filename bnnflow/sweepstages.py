@@ -54,7 +54,7 @@ def finished(sweep_dir: Path, stage: Stage) -> dict[str, Any] | None:
     return json.loads(marker.read_text()) if marker.is_file() else None
 
 
-def run_stage(sweep_dir: str, stage: Stage, threads: int, *deps: dict[str, Any]) -> dict[str, Any]:
+def run_stage(sweep_dir: str, stage: Stage, *deps: dict[str, Any]) -> dict[str, Any]:
     """Run one stage (or read its earlier result); `deps` are the records of the stages it depends on."""
     root = Path(sweep_dir)
     done = finished(root, stage)
@@ -74,7 +74,7 @@ def run_stage(sweep_dir: str, stage: Stage, threads: int, *deps: dict[str, Any])
     ):
         warnings.simplefilter("default")
         try:
-            result = RUNNERS[stage.name](root, out, stage.config, {d["stage"]: d for d in deps}, threads)
+            result = RUNNERS[stage.name](root, out, stage.config, {d["stage"]: d for d in deps})
         except Exception as exc:
             raise StageFailed(stage.name, one_line(exc)) from None
     record = {"stage": stage.name, "key": stage.key, "wall_s": round(time.perf_counter() - began, 2), **result}
@@ -86,13 +86,15 @@ def _rel(root: Path, path: Path) -> str:
     return str(Path(path).resolve().relative_to(root.resolve()))
 
 
-def _train(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], threads: int) -> dict[str, Any]:
+def _train(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any]) -> dict[str, Any]:
     from bnnflow.training.config import TrainConfig
     from bnnflow.training.data import load_dataset
     from bnnflow.training.export import export
     from bnnflow.training.train import METRICS, train
 
-    cfg = TrainConfig().replace(**config).replace(out_dir=out, progress=False, threads=threads)
+    # The thread count is part of the stage's inputs: torch's sums depend on it, so the same training must use
+    # the same count wherever it runs (a Dask worker or the serial loop) to give the same model.
+    cfg = TrainConfig().replace(**config).replace(out_dir=out, progress=False)
     data = load_dataset(cfg.dataset, cfg.data_dir)
     trained = train(cfg, data=data)
     exported = export(trained.model, data, out, cfg.golden_samples)
@@ -103,10 +105,11 @@ def _train(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], 
         "model": _rel(root, exported.model_path),
         "metrics": _rel(root, out / METRICS),
         "data_dir": None if cfg.data_dir is None else str(cfg.data_dir),
+        "threads": cfg.threads,
     }
 
 
-def _prune(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], threads: int) -> dict[str, Any]:
+def _prune(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any]) -> dict[str, Any]:
     from bnnflow.prune import prune_for_build
     from bnnflow.training.prune import PruneConfig
     from bnnflow.training.train import METRICS
@@ -114,7 +117,7 @@ def _prune(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], 
     trained, unpruned = deps["train"], deps["build"]
     data_dir = Path(trained["data_dir"]) if trained.get("data_dir") else None
     result = prune_for_build(root / trained["checkpoint"], PruneConfig.from_mapping(config), out,
-                             root / unpruned["dir"], data_dir, threads)  # fmt: skip
+                             root / unpruned["dir"], data_dir, trained["threads"])  # fmt: skip
     r = result.report
     return {
         "accuracy": r["pruned"]["test_acc"],
@@ -128,7 +131,7 @@ def _prune(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], 
     }
 
 
-def _build(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], threads: int) -> dict[str, Any]:
+def _build(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any]) -> dict[str, Any]:
     from bnnflow.dataflow.build import build
     from bnnflow.dataflow.config import BuildConfig
     from bnnflow.hw.generate import write_rtl
@@ -155,7 +158,7 @@ def _build(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], 
     }
 
 
-def _sim(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], threads: int) -> dict[str, Any]:
+def _sim(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any]) -> dict[str, Any]:
     from bnnflow.sim.harness import SimConfig, simulate
 
     build_dir = root / deps["build"]["dir"]
@@ -176,7 +179,7 @@ def _sim(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], th
     }
 
 
-def _synth(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], threads: int) -> dict[str, Any]:
+def _synth(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any]) -> dict[str, Any]:
     from bnnflow.hw.fpga import TARGETS
     from bnnflow.hw.generate import load_build_design
     from bnnflow.hw.synth import BRAM_UNIT, XILINX_FAMILIES, family_of_part, resource_counts, synthesize
@@ -202,7 +205,7 @@ def _synth(root: Path, out: Path, config: dict[str, Any], deps: dict[str, Any], 
     }
 
 
-RUNNERS: dict[str, Callable[[Path, Path, dict[str, Any], dict[str, Any], int], dict[str, Any]]] = {
+RUNNERS: dict[str, Callable[[Path, Path, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
     "train": _train,
     "prune": _prune,
     "build": _build,
