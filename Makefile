@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bnnflow-setup
 
-.PHONY: setup system-packages test test-slow lint format bench clean
+.PHONY: setup system-packages test test-slow lint format bench bench-sweep clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_accuracy.py
 	$(BIN)/python benchmarks/rtl_mnist.py
+
+# The 24-point design-space sweep on the embedded Dask cluster and serially, then its report (about 45 min).
+bench-sweep: $(STAMP)
+	$(BIN)/python benchmarks/sweep.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

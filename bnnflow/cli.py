@@ -436,8 +436,12 @@ def sweep(sweep_file: Path, sweep_dir: Path | None, scheduler: str | None, worke
 
     if workers is not None and workers < 1:
         raise BnnflowError(f"--workers {workers}: give at least 1")
-    with _sweep_progress(progress) as show:
-        outcome = run_sweep(sweep_file, sweep_dir, scheduler, workers, serial, retry_failed, timeout, show)
+    try:
+        with _sweep_progress(progress) as show:
+            outcome = run_sweep(sweep_file, sweep_dir, scheduler, workers, serial, retry_failed, timeout, show)
+    except KeyboardInterrupt:
+        _echo_err("sweep interrupted: the finished points are kept; run the same command again to continue")
+        raise
     for line in outcome.lines():
         click.echo(line)
     if outcome.failed:

@@ -375,3 +375,14 @@ def test_sweep_on_a_tls_cluster_with_security_from_the_sweep_file(tmp_path) -> N
                             f"tls_client_cert: {other}, tls_client_key: {other}}}\n", name="wrong")  # fmt: skip
         with pytest.raises(BnnflowError, match="cannot reach the Dask scheduler at tls://"):
             run_sweep(wrong, tmp_path / "out3", scheduler=cluster.scheduler_address, timeout=3)
+
+
+def test_a_point_gives_the_same_model_on_dask_and_in_one_process(tmp_path) -> None:
+    sweep = write_sweep(tmp_path, "stages: [train, build]\ntarget_cycles_per_frame: [128]\n", epochs=2)
+    serial = run_sweep(sweep, tmp_path / "serial", serial=True)
+    dask = run_sweep(sweep, tmp_path / "dask", workers=1)
+    assert not serial.failed and not dask.failed
+    a, b = rows_of(serial.sweep_dir), rows_of(dask.sweep_dir)
+    assert [(r["point"], r["accuracy"], r["rtl_hash"]) for r in a] == [
+        (r["point"], r["accuracy"], r["rtl_hash"]) for r in b
+    ]
