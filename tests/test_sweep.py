@@ -350,6 +350,7 @@ def _self_signed(tmp_path: Path) -> Path:
     return pem
 
 
+@pytest.mark.slow  # a TLS cluster of its own; the security section's checks run in the default tests
 def test_sweep_on_a_tls_cluster_with_security_from_the_sweep_file(tmp_path) -> None:
     from distributed import LocalCluster
     from distributed.security import Security
@@ -377,6 +378,7 @@ def test_sweep_on_a_tls_cluster_with_security_from_the_sweep_file(tmp_path) -> N
             run_sweep(wrong, tmp_path / "out3", scheduler=cluster.scheduler_address, timeout=3)
 
 
+@pytest.mark.slow  # the 24-point benchmark checks the same at scale (BENCHMARKS.md)
 def test_a_point_gives_the_same_model_on_dask_and_in_one_process(tmp_path) -> None:
     sweep = write_sweep(tmp_path, "stages: [train, build]\ntarget_cycles_per_frame: [128]\n", epochs=2)
     serial = run_sweep(sweep, tmp_path / "serial", serial=True)

@@ -247,6 +247,7 @@ def test_torchscript_exporter_with_dynamic_batch(tmp_path) -> None:
     assert_exact(build_and_simulate(src, tmp_path / "b", 200))
 
 
+@pytest.mark.slow  # the default run checks the same on TFC with dense and sparse MVAUs (tests/test_sweep.py)
 @pytest.mark.parametrize("kind", ["cnn-pad-stride-pool3s2", "relu-bias-perchannel"])
 def test_each_layer_alone_takes_finns_estimated_cycles(tmp_path, kind) -> None:
     """`--layer-timing`: every layer (padding, sliding window, pooling, MVAU, width converters, label select)
