@@ -14,9 +14,12 @@ from bnnflow.errors import BnnflowError
 
 
 def user_cache_dir() -> Path:
-    """Where bnnflow keeps what it can rebuild (compiled Verilator models): $XDG_CACHE_HOME/bnnflow."""
+    """Where bnnflow keeps what it can rebuild (compiled Verilator models): $BNNFLOW_CACHE_DIR, else
+    $XDG_CACHE_HOME/bnnflow, else ~/.cache/bnnflow."""
     import os
 
+    if os.environ.get("BNNFLOW_CACHE_DIR"):
+        return Path(os.environ["BNNFLOW_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnnflow"
 
 
@@ -314,8 +317,8 @@ def _load_npy(path: Path, what: str) -> Any:
 @click.option("--junit", "junit_file", type=click.Path(path_type=Path),
               help="Write JUnit XML: one test case per check, for CI systems.")  # fmt: skip
 @click.option("--cache/--no-cache", default=True, show_default=True,
-              help="Reuse compiled Verilator models by the hash of their RTL ($XDG_CACHE_HOME/bnnflow, "
-              "else ~/.cache/bnnflow).")  # fmt: skip
+              help="Reuse compiled Verilator models by the hash of their RTL ($BNNFLOW_CACHE_DIR, else "
+              "$XDG_CACHE_HOME/bnnflow, else ~/.cache/bnnflow).")  # fmt: skip
 def sim(
     build_dir: Path,
     golden: Path | None,

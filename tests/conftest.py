@@ -23,9 +23,10 @@ def _seed_everything() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory) -> None:
-    """The commands' user cache (compiled Verilator models) lives in the test session's temporary directory."""
+    """bnnflow's user cache (compiled Verilator models) lives in the test session's temporary directory; other
+    tools' caches (YoWASP's compiled Yosys and nextpnr, matplotlib's fonts) stay where they are."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("BNNFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     yield
     mp.undo()
 

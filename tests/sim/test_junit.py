@@ -110,7 +110,7 @@ def test_a_design_simulated_before_is_not_compiled_again(built, tmp_path, capsys
     import os
     import shutil
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("BNNFLOW_CACHE_DIR", str(tmp_path / "cache"))
     first, second = tmp_path / "one", tmp_path / "two"
     for copy in (first, second):
         shutil.copytree(built, copy, ignore=shutil.ignore_patterns("sim"))
@@ -119,7 +119,7 @@ def test_a_design_simulated_before_is_not_compiled_again(built, tmp_path, capsys
     assert main(["sim", str(second), "--no-cppsim"]) == 0
     assert not (second / "sim" / "obj_dir" / "verilator.log").exists()  # taken from the cache
     assert (second / "sim" / "obj_dir" / "Vtb").is_file()
-    cache = Path(os.environ["XDG_CACHE_HOME"]) / "bnnflow" / "verilator"
+    cache = Path(os.environ["BNNFLOW_CACHE_DIR"]) / "verilator"
     assert len(list(cache.glob("*/Vtb"))) >= 1
     out = capsys.readouterr().out
     assert out.count("0 of 6 output elements differ") == 2
