@@ -16,6 +16,7 @@ A build directory (`bnnflow build --out DIR`) holds, relative to DIR:
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,65 @@ def execute(model: Any, inputs: np.ndarray, execute_onnx: Any = None) -> np.ndar
         result = execute_onnx(model, {iname: np.asarray(row).reshape(shape).astype(np.float32)})
         outs.append(np.asarray(result[oname]).reshape(-1))
     return np.stack(outs)
+
+
+CHUNK = 500
+"""Frames per batched step: bounds the memory of wide thresholding comparisons."""
+CHECK_FRAMES = 4
+"""Frames of every batched run compared with the per-frame execution."""
+
+
+class BatchedRun:
+    """Runs `chunk_fn(model, frames)` over all inputs a chunk at a time, after checking it against `per_frame` on
+    the first CHECK_FRAMES frames. An exception or any difference there means the batched path does not hold for
+    this graph: the whole run is then done by `per_frame`, and `reason` says why."""
+
+    def __init__(self, chunk_fn: Callable[[Any, np.ndarray], np.ndarray], per_frame: Callable[[np.ndarray], Any]):
+        self.chunk_fn = chunk_fn
+        self.per_frame = per_frame
+        self.batched = False
+        self.reason = ""
+
+    def __call__(self, model: Any, inputs: np.ndarray) -> np.ndarray:
+        chunk = CHUNK
+        head = min(CHECK_FRAMES, len(inputs))
+        expected = np.asarray(self.per_frame(inputs[:head])).reshape(head, -1)
+        try:
+            first = self.chunk_fn(model, inputs[:head])
+        except Exception as exc:  # an op this path does not know how to batch
+            return self._fallback(inputs, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        if first.shape != expected.shape or not np.array_equal(first, expected):
+            return self._fallback(inputs, "batched and per-frame results differ")
+        parts = [first] + [self.chunk_fn(model, inputs[i : i + chunk]) for i in range(head, len(inputs), chunk)]
+        self.batched = True
+        return np.concatenate(parts)
+
+    def _fallback(self, inputs: np.ndarray, reason: str) -> np.ndarray:
+        self.batched, self.reason = False, reason
+        return np.asarray(self.per_frame(inputs)).reshape(len(inputs), -1)
+
+
+def with_batch(model: Any, n: int) -> Any:
+    """A copy of a batch-1 (Q)ONNX graph for `n` frames at once (qonnx' ChangeBatchSize, shapes inferred again)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    return ModelWrapper(model.model.__deepcopy__()).transform(ChangeBatchSize(n)).transform(InferShapes())
+
+
+def _execute_chunk(model: Any, x: np.ndarray) -> np.ndarray:
+    from qonnx.core.onnx_exec import execute_onnx
+
+    batched = with_batch(model, len(x))
+    iname, oname = batched.graph.input[0].name, batched.graph.output[0].name
+    out = execute_onnx(batched, {iname: np.asarray(x).reshape(batched.get_tensor_shape(iname)).astype(np.float32)})
+    return np.asarray(out[oname]).reshape(len(x), -1)
+
+
+def execute_batched(model: Any, inputs: np.ndarray) -> np.ndarray:
+    """`execute` (qonnx), a chunk of frames at a time where the graph allows it, checked on the first frames."""
+    return BatchedRun(_execute_chunk, lambda x: execute(model, x))(model, inputs)
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,25 @@ def _train_options(fn: Any) -> Any:
         click.option("--epochs", type=int),
         click.option("--batch-size", type=int),
         click.option("--lr", type=float),
-        click.option("--schedule", type=click.Choice(["cosine", "step", "constant"])),
+        click.option(
+            "--recipe",
+            type=click.Choice(["auto", "plain", "distill"]),
+            help="Training recipe for the settings not given: distill (float teacher, one-cycle, no "
+            "dropout) or plain; auto (default): distill for zoo models, plain for --model-config.",
+        ),
+        click.option("--schedule", type=click.Choice(["onecycle", "cosine", "step", "constant"])),
+        click.option(
+            "--teacher-width", type=float, help="Distill from a float teacher this many times wider; 0: no teacher."
+        ),
+        click.option("--teacher-epochs", type=int, help="Training epochs of the float teacher."),
+        click.option(
+            "--dropout", type=float, help="Dropout after the input and hidden FC layers (default: the recipe's)."
+        ),
         click.option("--loss", type=click.Choice(["cross_entropy", "sqr_hinge"])),
-        click.option("--augment/--no-augment", default=None, help="Random crop and flip (CIFAR-10)."),
+        click.option(
+            "--augment/--no-augment", default=None, help="Random shifts, and flips for colour images (CIFAR-10)."
+        ),
+        click.option("--augment-shift", type=int, help="Largest random shift in pixels (default 4 colour, 2 grey)."),
         click.option("--seed", type=int),
         click.option("--threads", type=int, help="Torch CPU threads (0: all cores)."),
         click.option("--device", help="Torch device, e.g. cpu or cuda."),

@@ -34,7 +34,7 @@ class RunSummary:
         return [
             f"model      {self.train.spec.name}-w{self.train.spec.wbits}a{self.train.spec.abits} "
             f"on {m['dataset']} ({len(m['epochs'])} epochs)",
-            f"accuracy   test {m['final_test_acc']:.2f}% (best {m['best_test_acc']:.2f}%)",
+            f"accuracy   test {m['final_test_acc']:.2f}% (final epoch)",
             f"export     QONNX == PyTorch on {chk.samples} golden inputs ({kind} {chk.max_abs_diff:.3g})",
             f"checkpoint {self.train.checkpoint}",
             f"model      {self.export.model_path}",

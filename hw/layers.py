@@ -102,23 +102,36 @@ def decode(codes: np.ndarray, bits: int, signed: bool, bipolar: bool) -> np.ndar
     return c
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
 def pack_words(codes: np.ndarray, bits: int) -> list[str]:
-    """Rows of element codes to hex words (element 0 in the least significant bits)."""
-    codes = np.asarray(codes, dtype=object)
-    width = bits * codes.shape[1]
+    """Rows of element codes to hex words (element 0 in the least significant bits), zero-padded to the word's
+    width in hex digits."""
+    codes = np.asarray(codes, dtype=np.int64)
+    rows, elems = codes.shape
+    width = bits * elems
     digits = max(1, (width + 3) // 4)
-    out = []
-    for row in codes:
-        word = 0
-        for i, c in enumerate(row):
-            word |= int(c) << (i * bits)
-        out.append(f"{word:0{digits}x}")
-    return out
+    # Little-endian bit matrix of every word, padded to whole hex digits, then 4 bits to a digit.
+    shifts = np.arange(bits, dtype=np.int64)
+    bitmat = ((codes[:, :, None] >> shifts) & 1).astype(np.uint8).reshape(rows, width)
+    bitmat = np.pad(bitmat, ((0, 0), (0, digits * 4 - width)))
+    nibbles = (bitmat.reshape(rows, digits, 4) << np.arange(4, dtype=np.uint8)).sum(axis=2, dtype=np.uint8)
+    chars = np.ascontiguousarray(_HEX[nibbles[:, ::-1]])  # most significant digit first
+    return [w.decode("ascii") for w in chars.view(f"S{digits}").reshape(rows)]
 
 
 def unpack_words(words: list[str], bits: int, elems: int) -> np.ndarray:
-    mask = (1 << bits) - 1
-    return np.array([[(int(w, 16) >> (i * bits)) & mask for i in range(elems)] for w in words], dtype=np.int64)
+    """Hex words to rows of `elems` element codes of `bits` bits (element 0 in the least significant bits)."""
+    if not words:
+        return np.zeros((0, elems), dtype=np.int64)
+    digits = max(1, (bits * elems + 3) // 4, *(len(w) for w in words))
+    raw = np.char.rjust(np.array([w.lower() for w in words], dtype=f"S{digits}"), digits, b"0")
+    chars = raw.view(np.uint8).reshape(len(words), digits)
+    nibbles = np.where(chars >= ord("a"), chars - ord("a") + 10, chars - ord("0")).astype(np.uint8)[:, ::-1]
+    bitmat = ((nibbles[:, :, None] >> np.arange(4, dtype=np.uint8)) & 1).reshape(len(words), digits * 4)
+    fields = bitmat[:, : bits * elems].reshape(len(words), elems, bits).astype(np.int64)
+    return (fields << np.arange(bits, dtype=np.int64)).sum(axis=2)
 
 
 def signed_bits(lo: int, hi: int) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from bnnflow.artifacts import Comparison, build_golden_path, compare_outputs, load_golden, load_onnx
+from bnnflow.dataflow.batched import execute_accelerator_batched
 from bnnflow.dataflow.host import HostGraphs
-from bnnflow.dataflow.verify import execute_accelerator
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import ensure_writable_dir, write_json, write_text
 from bnnflow.hw.generate import TOP, Design, load_build_design
@@ -75,6 +75,8 @@ class SimReport:
     rtl_hash: str = ""
     layer_cycles: list[dict[str, Any]] = field(default_factory=list)
     """With SimConfig.layer_timing: per layer, FINN's estimated cycles per frame and those measured alone."""
+    reference: str = "per frame"
+    """How FINN's execution of the reference was run: "batched" or "per frame: REASON" (dataflow/batched.py)."""
 
     @property
     def rtl_ok(self) -> bool:
@@ -100,7 +102,7 @@ class SimReport:
         vs = self.vs_pytorch
         out = [
             f"rtl        {self.frames} frames in Verilator: {self.mismatches_vs_finn} of {self.outputs.size} output "
-            "elements differ from FINN's execution",
+            f"elements differ from FINN's execution ({self.reference})",
             f"rtl hash   {self.rtl_hash}",
             f"pytorch    host part + RTL vs golden: {vs.summary() if vs is not None else 'no golden outputs'}",
             f"cycles     II measured {ii} vs FINN estimate {self.expected_ii} ({self.slowest_layer}); "
@@ -126,6 +128,7 @@ class SimReport:
             "expected_ii_cycles": self.expected_ii,
             "ii_relative_error": ii_err,
             "slowest_layer": self.slowest_layer,
+            "reference": self.reference,
             "latency_cycles": self.latency_cycles,
             "expected_latency_cycles": self.expected_latency,
             "total_cycles": self.total_cycles,
@@ -213,7 +216,8 @@ def simulate(
     values, cycles, wall = run_design(design, words, fmt_in, fmt_out, cfg, sim_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reference = execute_accelerator(model, accel_inputs).reshape(values.shape)
+        reference, how = execute_accelerator_batched(model, accel_inputs)
+        reference = reference.reshape(values.shape)
         final = host.outputs(values)
     mismatches = int(np.count_nonzero(values != reference))
     vs_pytorch = None
@@ -238,6 +242,7 @@ def simulate(
         sim_dir=sim_dir,
         rtl_hash=design.rtl_hash,
         layer_cycles=layer_timing(design, sim_dir / "layers", cfg.cache_dir) if cfg.layer_timing else [],
+        reference=how,
     )
     write_json(sim_dir / "report.json", report.to_dict())
     return report

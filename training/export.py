@@ -20,10 +20,12 @@ import torch
 from bnnflow.artifacts import (
     GOLDEN_FILE,
     MODEL_FILE,
+    BatchedRun,
     compare_outputs,
-    execute,
+    execute_batched,
     load_onnx,
     save_golden,
+    with_batch,
 )
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import atomic_open, ensure_writable_dir
@@ -129,7 +131,8 @@ def golden_arrays(model: BNN, data: Dataset, samples: int) -> dict[str, np.ndarr
 TIE_TOLERANCE = 2e-6
 
 
-def _near_boundary(x: np.ndarray, node: Any, ctx: dict[str, np.ndarray]) -> bool:
+def _near_boundary(x: np.ndarray, node: Any, ctx: dict[str, np.ndarray]) -> np.ndarray:
+    """Per frame (the first axis): does any element of the quantizer's input lie on a rounding boundary?"""
     from qonnx.custom_op.registry import getCustomOp
 
     scale = np.asarray(ctx[node.input[1]], dtype=np.float64)
@@ -142,7 +145,8 @@ def _near_boundary(x: np.ndarray, node: Any, ctx: dict[str, np.ndarray]) -> bool
         offset = 0.5 if mode in ("ROUND", "HALF_EVEN", "HALF_UP", "HALF_DOWN") else 0.0
         distance = np.abs(v - np.floor(v) - offset)
         distance = np.minimum(distance, np.abs(1.0 - distance)) if offset == 0.0 else distance
-    return bool(np.any(distance <= TIE_TOLERANCE * np.maximum(1.0, np.abs(v))))
+    near = distance <= TIE_TOLERANCE * np.maximum(1.0, np.abs(v))
+    return np.asarray(near.reshape(len(near), -1).any(axis=1))
 
 
 def quantizer_ties(model: Any, inputs: np.ndarray) -> np.ndarray:
@@ -151,13 +155,20 @@ def quantizer_ties(model: Any, inputs: np.ndarray) -> np.ndarray:
 
     quants = [n for n in model.graph.node if n.op_type in ("Quant", "BipolarQuant")
               and model.get_initializer(n.input[0]) is None]  # fmt: skip
-    iname = model.graph.input[0].name
-    shape = model.get_tensor_shape(iname)
-    flags = []
-    for row in inputs:
-        ctx = execute_onnx(model, {iname: np.asarray(row, np.float32).reshape(shape)}, return_full_exec_context=True)
-        flags.append(any(_near_boundary(ctx[n.input[0]], n, ctx) for n in quants))
-    return np.array(flags, dtype=bool)
+
+    def flags(m: Any, x: np.ndarray) -> np.ndarray:
+        iname = m.graph.input[0].name
+        ctx = execute_onnx(m, {iname: np.asarray(x, np.float32).reshape(m.get_tensor_shape(iname))}, True)
+        near = np.zeros(len(x), dtype=bool)
+        for n in quants:
+            near |= _near_boundary(ctx[n.input[0]], n, ctx)
+        return near[:, None].astype(np.float32)
+
+    def per_frame(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([flags(model, row[None]) for row in x]) if len(x) else np.zeros((0, 1), np.float32)
+
+    run = BatchedRun(lambda m, x: flags(with_batch(m, len(x)), x), per_frame)
+    return run(model, np.asarray(inputs)).reshape(-1) > 0
 
 
 def with_quantizer_ties(model_path: Path, golden: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -177,7 +188,7 @@ def check_export(model_path: Path, golden: dict[str, np.ndarray]) -> ExportCheck
     wrapper = load_onnx(model_path).transform(InferShapes()).transform(InferDataTypes())
     out_dtype = wrapper.get_tensor_datatype(wrapper.graph.output[0].name)
     integer = out_dtype is not None and out_dtype.is_integer() and out_dtype != DataType["FLOAT32"]
-    actual = execute(wrapper, golden["inputs"])
+    actual = execute_batched(wrapper, golden["inputs"])
     cmp = compare_outputs(actual, golden["outputs"], integer, quantizer_ties=golden.get("quantizer_ties"))
     return ExportCheck(len(golden["inputs"]), integer, cmp.max_abs_diff or 0.0, cmp.mismatches + cmp.top1_divergent,
                        cmp.near_ties)  # fmt: skip
@@ -250,7 +261,7 @@ def golden_from_onnx(
         from qonnx.transformation.infer_shapes import InferShapes
 
         model = model.transform(InferShapes())
-        reference = execute(model, x).reshape(len(x), *model.get_tensor_shape(model.graph.output[0].name)[1:])
+        reference = execute_batched(model, x).reshape(len(x), *model.get_tensor_shape(model.graph.output[0].name)[1:])
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise BnnflowError(

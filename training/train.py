@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -18,11 +19,41 @@ from bnnflow.errors import BnnflowError
 from bnnflow.fileio import atomic_path, ensure_writable_dir, write_json
 from bnnflow.training.config import Loss, Schedule, TrainConfig
 from bnnflow.training.data import Dataset, load_dataset
+from bnnflow.training.distill import TEACHER, TeacherConfig, distill_loss, logits_of, one_cycle, train_teacher
 from bnnflow.training.models import BNN, ModelSpec, build_model, load_model_config, zoo_spec
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Teacher:
+    """A trained float teacher; its logits for the un-augmented training set are computed once."""
+
+    model: nn.Module
+    train_logits: torch.Tensor | None
+    info: dict[str, Any]
+
+    def logits(self, idx: np.ndarray, xb: torch.Tensor) -> torch.Tensor:
+        if self.train_logits is not None:
+            return self.train_logits[torch.from_numpy(idx)].to(xb.device)
+        with torch.no_grad():
+            out: torch.Tensor = self.model(xb)
+            return out
+
+
+def make_teacher(
+    cfg: TrainConfig, spec: ModelSpec, data: Dataset, out: Path, log: Callable[[str], None] | None
+) -> Teacher | None:
+    """The float teacher of a distilled run (trained once and kept in out/teacher.pt), or None."""
+    if not cfg.teacher_width:
+        return None
+    tcfg = TeacherConfig(width=cfg.teacher_width, epochs=cfg.teacher_epochs, seed=cfg.seed)
+    aug = augmentation(cfg, data.train_x.shape[1:])
+    model, info = train_teacher(spec, data, tcfg, out / TEACHER, aug, cfg.device, log)
+    logits = None if aug else logits_of(model, data.train_x, cfg.device)
+    return Teacher(model, logits, info)
 
 
 @dataclass
@@ -47,14 +78,22 @@ def seed_everything(seed: int) -> None:
 
 def model_spec_for(cfg: TrainConfig, data: Dataset) -> ModelSpec:
     if cfg.model_config is not None:
-        return load_model_config(cfg.model_config, data.input_shape, data.num_classes)
-    return zoo_spec(cfg.model, cfg.wbits, cfg.abits, data.input_shape, data.num_classes)
+        spec = load_model_config(cfg.model_config, data.input_shape, data.num_classes)
+    else:
+        spec = zoo_spec(cfg.model, cfg.wbits, cfg.abits, data.input_shape, data.num_classes)
+    if cfg.dropout is not None and spec.dropout != cfg.dropout:
+        spec = dataclasses.replace(spec, dropout=cfg.dropout)
+    return spec
 
 
 def lr_at(cfg: TrainConfig, progress: float) -> float:
     """Learning rate at `progress` epochs into the run (fractional)."""
+    if cfg.schedule is None:
+        cfg = cfg.resolved()
     if cfg.schedule is Schedule.COSINE:
         return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress / cfg.epochs, 1.0)))
+    if cfg.schedule is Schedule.ONECYCLE:
+        return one_cycle(cfg.lr, progress / cfg.epochs)
     if cfg.schedule is Schedule.STEP:
         return cfg.lr * 0.5 ** sum(1 for m in cfg.milestones if progress >= m)
     return cfg.lr
@@ -67,17 +106,26 @@ def loss_fn(kind: Loss, logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return nn.functional.cross_entropy(logits, target)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random 4-pixel-padded crop and horizontal flip, per image."""
+def augmentation(cfg: TrainConfig, input_shape: tuple[int, ...]) -> tuple[int, bool] | None:
+    """(largest shift, flips) of a run's augmentation, or None without one."""
+    if not cfg.augment:
+        return None
+    colour = input_shape[0] == 3
+    shift = cfg.augment_shift if cfg.augment_shift is not None else (4 if colour else 2)
+    return shift, cfg.augment_flip if cfg.augment_flip is not None else colour
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, shift: int = 4, flip: bool = True) -> torch.Tensor:
+    """Random shifts of up to `shift` pixels (zero-padded crop) and, with `flip`, horizontal flips, per image."""
     n, _, h, w = x.shape
-    padded = nn.functional.pad(x, (4, 4, 4, 4))
-    dy = torch.randint(0, 9, (n,), generator=gen)
-    dx = torch.randint(0, 9, (n,), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
+    padded = nn.functional.pad(x, (shift, shift, shift, shift))
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    flips = torch.rand(n, generator=gen) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
     out = torch.empty_like(x)
     for i in range(n):
         crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
-        out[i] = crop.flip(-1) if flip[i] else crop
+        out[i] = crop.flip(-1) if flips[i] else crop
     return out
 
 
@@ -130,10 +178,12 @@ def run_epoch(
     epoch: int,
     lr_of: Callable[[float], float],
     label: str = "",
+    teacher: Teacher | None = None,
 ) -> tuple[float, float]:
     """One pass over the training split in the epoch's seeded order; returns (mean loss, accuracy %).
-    `lr_of(progress)` gives the learning rate at a fractional epoch count."""
+    `lr_of(progress)` gives the learning rate at a fractional epoch count; with a teacher the loss is distilled."""
     steps = math.ceil(len(data.train_y) / cfg.batch_size)
+    aug = augmentation(cfg, data.train_x.shape[1:])
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
     order = torch.randperm(len(data.train_y), generator=gen).numpy()
     model.train()
@@ -149,14 +199,17 @@ def run_epoch(
     for step in bar:
         idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         xb = torch.from_numpy(data.train_x[idx]).float()
-        if cfg.augment:
-            xb = _augment(xb, gen)
+        if aug is not None:
+            xb = augment_batch(xb, gen, *aug)
         yb = torch.from_numpy(data.train_y[idx])
         xb, yb = xb.to(cfg.device), yb.to(cfg.device)
         for group in optimizer.param_groups:
             group["lr"] = lr_of(epoch + step / steps)
         logits = model(xb)
         loss = loss_fn(cfg.loss, logits, yb)
+        if teacher is not None:
+            soft = teacher.logits(idx, xb)
+            loss = distill_loss(logits, soft, loss, cfg.distill_alpha, cfg.distill_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -174,7 +227,8 @@ def train(
     log: Callable[[str], None] | None = None,
     data: Dataset | None = None,
 ) -> TrainResult:
-    """Run QAT as configured; returns the trained model and its metrics."""
+    """Run QAT as configured (the recipe filling what is unset); returns the trained model and its metrics."""
+    cfg = cfg.resolved()
     out = ensure_writable_dir(cfg.out_dir)
     data = data if data is not None else load_dataset(cfg.dataset, cfg.data_dir)
     spec = model_spec_for(cfg, data)
@@ -182,7 +236,11 @@ def train(
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     model = build_model(spec).to(cfg.device)
+    rng = torch.get_rng_state()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    teacher = make_teacher(cfg, spec, data, out, log)
+    if teacher is not None:
+        torch.set_rng_state(rng)  # the student's dropout does not depend on how the teacher was made
     ckpt_path = out / CHECKPOINT
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -204,7 +262,7 @@ def train(
 
     for epoch in range(start_epoch, cfg.epochs):
         began = time.perf_counter()
-        train_loss, train_acc = run_epoch(model, optimizer, data, cfg, epoch, lambda p: lr_at(cfg, p))
+        train_loss, train_acc = run_epoch(model, optimizer, data, cfg, epoch, lambda p: lr_at(cfg, p), teacher=teacher)
         test_acc = evaluate(model, data.test_x, data.test_y, cfg.device)
         history.append(
             {
@@ -217,7 +275,7 @@ def train(
             }
         )
         save_checkpoint(ckpt_path, model, optimizer, spec, cfg, epoch + 1, history)
-        write_json(out / METRICS, _metrics(spec, cfg, history))
+        write_json(out / METRICS, _metrics(spec, cfg, history, teacher))
         if log:
             h = history[-1]
             log(
@@ -225,20 +283,23 @@ def train(
                 f"train {h['train_acc']:.2f}% test {test_acc:.2f}% ({h['seconds']:.1f}s)"
             )
     model.eval()
-    metrics = _metrics(spec, cfg, history)
+    metrics = _metrics(spec, cfg, history, teacher)
     if not history:
         raise BnnflowError(f"nothing trained: epochs={cfg.epochs}")
     return TrainResult(spec=spec, model=model, metrics=metrics, checkpoint=ckpt_path)
 
 
-def _metrics(spec: ModelSpec, cfg: TrainConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
+def _metrics(
+    spec: ModelSpec, cfg: TrainConfig, history: list[dict[str, Any]], teacher: Teacher | None = None
+) -> dict[str, Any]:
+    """The run's record. The accuracy that counts is the final epoch's: the shipped model."""
     return {
         "model": spec.to_dict(),
         "dataset": cfg.dataset,
         "config": cfg.to_dict(),
+        "teacher": teacher.info if teacher is not None else None,
         "epochs": history,
         "final_test_acc": history[-1]["test_acc"] if history else None,
-        "best_test_acc": max(h["test_acc"] for h in history) if history else None,
     }
 
 

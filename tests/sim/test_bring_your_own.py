@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,7 @@ def build_and_simulate(src: Path, out: Path, cycles: int | None = None, **cfg: o
 
 def assert_exact(report: object) -> None:
     assert report.mismatches_vs_finn == 0, "RTL differs from FINN's execution"
+    assert report.reference == "batched", report.reference
     vs = report.vs_pytorch
     assert vs is not None and vs.ok, vs
     assert vs.samples == report.frames
@@ -129,6 +131,49 @@ KINDS = {
 def test_network_kinds(tmp_path, kind) -> None:
     src = export_net(KINDS[kind], tmp_path / "src", samples=5, seed=1)
     assert_exact(build_and_simulate(src, tmp_path / "b", 300))
+
+
+@pytest.mark.parametrize("kind", ["cnn-pad-stride-pool3s2", "relu-bias-perchannel", "cnn-uint8-w8-stride2-pool2s1"])
+def test_batched_reference_equals_finns_per_frame_execution(tmp_path, kind) -> None:
+    """The batched reference (dataflow/batched.py) against FINN's and qonnx' own one-frame-at-a-time execution,
+    every element of 37 frames (more than one batching check, several chunks), host parts included."""
+    from bnnflow import artifacts
+    from bnnflow.artifacts import execute, load_onnx
+    from bnnflow.dataflow import batched
+    from bnnflow.dataflow.host import HostGraphs
+    from bnnflow.dataflow.verify import execute_accelerator
+
+    net = KINDS[kind]
+    src = export_net(net, tmp_path / "src", samples=3, seed=2)
+    build(src / "model.onnx", BuildConfig(output_dir=tmp_path / "b", target_cycles_per_frame=300, verify_samples=2))
+    model = load_onnx(tmp_path / "b" / "intermediate" / "estimate.onnx")
+    host = HostGraphs.of_model(model)
+    x = inputs_for(net, 37, seed=5)
+    assert host.before is not None
+    accel_in = host.accelerator_inputs(x)
+    per_frame_in = execute(host.before, x).reshape(accel_in.shape)
+    assert np.array_equal(accel_in, per_frame_in)
+    out, how = batched.execute_accelerator_batched(model, accel_in)
+    assert how == "batched"
+    expected = execute_accelerator(model, accel_in)
+    assert out.shape == expected.shape == (37, expected.shape[1])
+    assert np.array_equal(out, expected)
+    artifacts.CHUNK, chunk = 5, artifacts.CHUNK  # many chunks, the last one short
+    try:
+        assert np.array_equal(batched.execute_accelerator_batched(model, accel_in)[0], expected)
+    finally:
+        artifacts.CHUNK = chunk
+    # A batched path that computed something else is caught on the first frames and not used.
+    real = batched._run_accelerator_chunk
+    batched._run_accelerator_chunk = lambda m, frames: real(m, frames) + 1
+    try:
+        out2, how2 = batched.execute_accelerator_batched(model, accel_in)
+    finally:
+        batched._run_accelerator_chunk = real
+    assert how2 == "per frame: batched and per-frame results differ"
+    assert np.array_equal(out2, expected)
+    if host.after is not None:
+        assert np.array_equal(host.outputs(out), execute(host.after, out))
 
 
 def test_brevitas_one_bit_unsigned_export_is_refused(tmp_path) -> None:

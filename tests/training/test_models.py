@@ -74,13 +74,33 @@ def test_export_detects_a_wrong_graph(real_images, tmp_path: Path) -> None:
     model = build_model(zoo_spec("tfc", 1, 1, (1, 28, 28)))
     randomize_batchnorm(model, seed=3)
     model.eval()
-    result = export(model, _dataset(real_images(4, (1, 28, 28))), tmp_path, golden_samples=4)
+    result = export(model, _dataset(real_images(10, (1, 28, 28))), tmp_path, golden_samples=10)
     golden = dict(np.load(result.golden_path))
     golden["outputs"] = golden["outputs"].copy()
-    golden["outputs"][2, 5] += 0.01
+    golden["outputs"][7, 5] += 0.01  # past the frames on which the batched execution is checked
     check = check_export(tmp_path / MODEL_FILE, golden)
     assert check.mismatches == 1
     assert check.max_abs_diff == pytest.approx(0.01, rel=1e-3)
+
+
+def test_quantizer_ties_are_found_on_every_frame(real_images, tmp_path: Path) -> None:
+    """A pixel of 127.5 centres to exactly 0, the binarizing input quantizer's boundary: those frames, and only
+    those, are flagged, also past the first frames (the batched execution's check). The input is declared float
+    for it (an 8-bit pixel cannot be 127.5)."""
+    from qonnx.core.datatype import DataType
+
+    from bnnflow.training.export import with_quantizer_ties
+
+    model = build_model(zoo_spec("tfc", 1, 1, (1, 28, 28)))
+    randomize_batchnorm(model, seed=3)
+    export(model.eval(), _dataset(real_images(2, (1, 28, 28))), tmp_path, golden_samples=2)
+    wrapper = load_onnx(tmp_path / MODEL_FILE)
+    wrapper.set_tensor_datatype(wrapper.graph.input[0].name, DataType["FLOAT32"])
+    wrapper.save(str(tmp_path / "float_in.onnx"))
+    x = real_images(12, (1, 28, 28)).reshape(12, -1).astype(np.float32)
+    x[[1, 6, 9], 300] = 127.5
+    flags = with_quantizer_ties(tmp_path / "float_in.onnx", {"inputs": x, "outputs": x[:, :10]})["quantizer_ties"]
+    assert flags.tolist() == [i in (1, 6, 9) for i in range(12)]
 
 
 def test_export_is_deterministic(real_images, tmp_path: Path) -> None:

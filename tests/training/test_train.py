@@ -97,7 +97,7 @@ def test_corrupt_checkpoint(tmp_path: Path) -> None:
 
 
 def test_lr_schedules() -> None:
-    cos = TrainConfig(epochs=10, lr=0.1)
+    cos = TrainConfig(epochs=10, lr=0.1, schedule=Schedule.COSINE)
     assert lr_at(cos, 0) == pytest.approx(0.1)
     assert lr_at(cos, 5) == pytest.approx(0.05)
     assert lr_at(cos, 10) == pytest.approx(0.0, abs=1e-12)

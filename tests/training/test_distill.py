@@ -1,0 +1,107 @@
+"""The training recipes: knowledge distillation from a float teacher, the one-cycle schedule, recipe defaults."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bnnflow.errors import BnnflowError
+from bnnflow.training.config import Schedule, TrainConfig
+from bnnflow.training.data import load_digits
+from bnnflow.training.distill import TEACHER, FloatTwin, distill_loss, one_cycle
+from bnnflow.training.models import ConvLayer, ModelSpec, zoo_spec
+from bnnflow.training.train import lr_at, model_spec_for, train
+
+DIGITS = load_digits()
+
+
+def test_zoo_models_default_to_distillation_user_models_to_plain(tmp_path: Path) -> None:
+    zoo = TrainConfig(model="sfc").resolved()
+    assert (zoo.recipe, zoo.schedule, zoo.teacher_width, zoo.dropout) == ("distill", Schedule.ONECYCLE, 4.0, 0.0)
+    assert model_spec_for(zoo, DIGITS).dropout == 0.0
+    user_file = tmp_path / "net.yaml"
+    user_file.write_text("fc: [32]\ndropout: 0.1\n")
+    user = TrainConfig(model_config=user_file).resolved()
+    assert (user.recipe, user.schedule, user.teacher_width, user.dropout) == ("plain", Schedule.COSINE, 0.0, None)
+    assert model_spec_for(user, DIGITS).dropout == 0.1  # the model's own
+    named = TrainConfig(model_config=user_file).replace(recipe="distill").resolved()
+    assert (named.schedule, named.teacher_width, model_spec_for(named, DIGITS).dropout) == (Schedule.ONECYCLE, 4.0, 0.0)
+    # What is set explicitly wins over the recipe.
+    mine = TrainConfig(model="tfc").replace(schedule="step", dropout=0.3, teacher_width=2).resolved()
+    assert (mine.recipe, mine.schedule, mine.dropout, mine.teacher_width) == ("distill", Schedule.STEP, 0.3, 2.0)
+    plain_zoo = TrainConfig(model="tfc").replace(recipe="plain").resolved()
+    assert model_spec_for(plain_zoo, DIGITS).dropout == zoo_spec("tfc", 1, 1, DIGITS.input_shape).dropout == 0.2
+    with pytest.raises(BnnflowError, match="unknown training recipe 'fast'; choose auto, plain, distill"):
+        TrainConfig().replace(recipe="fast")
+    with pytest.raises(BnnflowError, match="distill_temperature must be positive"):
+        TrainConfig().replace(distill_temperature=0)
+
+
+def test_one_cycle_rises_then_anneals() -> None:
+    peak = 0.02
+    lrs = [one_cycle(peak, p / 100) for p in range(101)]
+    assert lrs[0] == pytest.approx(peak / 25)
+    assert lrs[25] == pytest.approx(peak) and max(lrs) == pytest.approx(peak)
+    assert lrs[-1] == pytest.approx(peak / 1e4)
+    assert all(a <= b for a, b in itertools.pairwise(lrs[:26]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[25:]))
+    cfg = TrainConfig(epochs=8, lr=peak, schedule=Schedule.ONECYCLE)
+    assert lr_at(cfg, 2) == pytest.approx(peak) and lr_at(cfg, 8) == pytest.approx(peak / 1e4)
+
+
+def test_distill_loss() -> None:
+    gen = torch.Generator().manual_seed(0)
+    student = torch.randn(16, 10, generator=gen, requires_grad=True)
+    teacher = torch.randn(16, 10, generator=gen)
+    hard = torch.tensor(1.234)
+    assert distill_loss(student, teacher, hard, alpha=0.0, temperature=4.0).item() == pytest.approx(1.234)
+    # The soft term vanishes when the student agrees with the teacher, and is positive otherwise.
+    assert distill_loss(teacher, teacher, hard, alpha=1.0, temperature=4.0).item() == pytest.approx(0.0, abs=1e-6)
+    loss = distill_loss(student, teacher, torch.tensor(0.0), alpha=1.0, temperature=2.0)
+    assert loss.item() > 0
+    loss.backward()
+    # One step down the gradient brings the student's softened distribution closer to the teacher's.
+    closer = distill_loss(student.detach() - 0.5 * student.grad, teacher, torch.tensor(0.0), 1.0, 2.0)
+    assert closer.item() < loss.item()
+
+
+def test_float_twin_of_cnn_and_pruned_mlp() -> None:
+    cnn = ModelSpec("c", 1, 1, 8, (1, 8, 8), conv=(ConvLayer(4, pool=True),), fc=(6,))
+    twin = FloatTwin(cnn, width=2.0, dropout=0.0).eval()
+    assert twin(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    assert twin.net[0].out_channels == 8
+    mlp = ModelSpec("m", 1, 1, 1, (1, 8, 8), fc=(5,), inputs=(3, 9, 40))
+    out = FloatTwin(mlp, width=1.0, dropout=0.0).eval()(torch.zeros(2, 1, 8, 8))
+    assert out.shape == (2, 10)
+
+
+def test_distilled_training_trains_its_teacher_once(tmp_path: Path) -> None:
+    cfg = TrainConfig(model="tfc", dataset="digits", epochs=3, batch_size=50, out_dir=tmp_path, progress=False)
+    cfg = cfg.replace(teacher_epochs=4)
+    logs: list[str] = []
+    first = train(cfg, data=DIGITS, log=logs.append)
+    info = first.metrics["teacher"]
+    assert info["width"] == 4.0 and info["epochs"] == 4
+    assert info["test_acc"] > 85.0  # a float MLP 4x wider learns 8x8 digits easily
+    assert sum("float teacher (x4 wide)" in line for line in logs) == 1
+    assert (tmp_path / TEACHER).is_file()
+    assert first.metrics["config"]["recipe"] == "distill"
+    logs.clear()
+    again = train(cfg, data=DIGITS, log=logs.append)
+    assert not any("float teacher" in line for line in logs)  # loaded, not trained again
+    assert again.metrics["teacher"] == info
+    # Same seed, same teacher: the same student.
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # Other teacher settings train a new one.
+    logs.clear()
+    train(cfg.replace(teacher_width=2), data=DIGITS, log=logs.append)
+    assert sum("float teacher (x2 wide)" in line for line in logs) == 1
+    # Without a teacher the run is a different one (the soft targets change the gradients).
+    plain = train(cfg.replace(teacher_width=0, out_dir=tmp_path / "plain"), data=DIGITS)
+    assert plain.metrics["teacher"] is None
+    assert not np.allclose(plain.model.fc[0].weight.detach().numpy(), first.model.fc[0].weight.detach().numpy())
