@@ -32,8 +32,8 @@ class Schedule(StrEnum):
 RECIPES: dict[str, dict[str, Any]] = {
     # The settings as they are: cosine decay, the model's own dropout, no teacher.
     "plain": {"schedule": "cosine", "teacher_width": 0.0},
-    # Reaches bnn_pynq's published MNIST accuracies in minutes on a CPU (BENCHMARKS.md): knowledge distillation
-    # from a float teacher 4x wider, the one-cycle schedule, and no dropout (the teacher regularizes instead).
+    # Knowledge distillation from a float teacher 4x wider, the one-cycle schedule, no dropout; the zoo's wide
+    # networks (SFC, LFC, CNV) also train on randomly shifted images (BENCHMARKS.md has the comparison).
     "distill": {"schedule": "onecycle", "teacher_width": 4.0, "dropout": 0.0},
 }
 AUTO = "auto"
@@ -85,8 +85,9 @@ class TrainConfig:
     """Weight of the teacher's soft targets in the loss (the hard loss gets 1 - alpha)."""
     distill_temperature: float = 4.0
     """Softmax temperature of the distillation term."""
-    augment: bool = False
-    """Random shifts (zero-pad and crop) and, where augment_flip, horizontal flips of the training images."""
+    augment: bool | None = None
+    """Random shifts (zero-pad and crop) and, where augment_flip, horizontal flips of the training images;
+    None: the recipe's (distill: SFC, LFC and CNV, whose width overfits without it; plain: none)."""
     augment_shift: int | None = None
     """Largest shift in pixels; None: 4 for colour images (CIFAR-10), 2 for grey ones (digits are not centred
     exactly, and a larger shift moves strokes out of a 28x28 frame)."""
@@ -134,6 +135,10 @@ class TrainConfig:
         """A copy with the recipe's values in every setting left unset, and the recipe named."""
         name = self.recipe if self.recipe != AUTO else ("plain" if self.model_config is not None else "distill")
         filled = {k: v for k, v in RECIPES[name].items() if getattr(self, k) is None}
+        if self.augment is None:
+            from bnnflow.training.models import zoo_augments
+
+            filled["augment"] = name == "distill" and self.model_config is None and zoo_augments(self.model.lower())
         return _coerce(dataclasses.replace(self, recipe=name, **filled))
 
     @classmethod

@@ -87,6 +87,7 @@ class _Topology:
     in_bits: int
     dropout: float
     dataset: str = "mnist"
+    augment: bool = False  # the distill recipe's augmentation: for the networks that overfit without it
 
 
 _CNV_CONV = (
@@ -100,10 +101,15 @@ _CNV_CONV = (
 
 ZOO: dict[str, _Topology] = {
     "tfc": _Topology(conv=(), fc=(64, 64, 64), in_bits=1, dropout=0.2),
-    "sfc": _Topology(conv=(), fc=(256, 256, 256), in_bits=1, dropout=0.2),
-    "lfc": _Topology(conv=(), fc=(1024, 1024, 1024, 1024), in_bits=1, dropout=0.2),
-    "cnv": _Topology(conv=_CNV_CONV, fc=(512, 512), in_bits=8, dropout=0.0, dataset="cifar10"),
+    "sfc": _Topology(conv=(), fc=(256, 256, 256), in_bits=1, dropout=0.2, augment=True),
+    "lfc": _Topology(conv=(), fc=(1024, 1024, 1024, 1024), in_bits=1, dropout=0.2, augment=True),
+    "cnv": _Topology(conv=_CNV_CONV, fc=(512, 512), in_bits=8, dropout=0.0, dataset="cifar10", augment=True),
 }
+
+
+def zoo_augments(model_name: str) -> bool:
+    """Whether the distill recipe augments this zoo model's training images (the wide ones overfit MNIST)."""
+    return ZOO[model_name].augment if model_name in ZOO else False
 
 
 def default_dataset(model_name: str) -> str:

@@ -23,10 +23,14 @@ def test_zoo_models_default_to_distillation_user_models_to_plain(tmp_path: Path)
     zoo = TrainConfig(model="sfc").resolved()
     assert (zoo.recipe, zoo.schedule, zoo.teacher_width, zoo.dropout) == ("distill", Schedule.ONECYCLE, 4.0, 0.0)
     assert model_spec_for(zoo, DIGITS).dropout == 0.0
+    # The wide zoo networks train on shifted images; TFC, which underfits, and user models do not.
+    assert zoo.augment is True and TrainConfig(model="tfc").resolved().augment is False
+    assert TrainConfig(model="sfc").replace(augment=False).resolved().augment is False
     user_file = tmp_path / "net.yaml"
     user_file.write_text("fc: [32]\ndropout: 0.1\n")
     user = TrainConfig(model_config=user_file).resolved()
     assert (user.recipe, user.schedule, user.teacher_width, user.dropout) == ("plain", Schedule.COSINE, 0.0, None)
+    assert user.augment is False
     assert model_spec_for(user, DIGITS).dropout == 0.1  # the model's own
     named = TrainConfig(model_config=user_file).replace(recipe="distill").resolved()
     assert (named.schedule, named.teacher_width, model_spec_for(named, DIGITS).dropout) == (Schedule.ONECYCLE, 4.0, 0.0)
@@ -105,3 +109,18 @@ def test_distilled_training_trains_its_teacher_once(tmp_path: Path) -> None:
     plain = train(cfg.replace(teacher_width=0, out_dir=tmp_path / "plain"), data=DIGITS)
     assert plain.metrics["teacher"] is None
     assert not np.allclose(plain.model.fc[0].weight.detach().numpy(), first.model.fc[0].weight.detach().numpy())
+
+
+def test_augmentation_shifts_grey_digits_without_flipping() -> None:
+    from bnnflow.training.train import augment_batch, augmentation
+
+    assert augmentation(TrainConfig(augment=True), (1, 28, 28)) == (2, False)
+    assert augmentation(TrainConfig(augment=True), (3, 32, 32)) == (4, True)
+    assert augmentation(TrainConfig(augment=True, augment_shift=1, augment_flip=True), (1, 8, 8)) == (1, True)
+    assert augmentation(TrainConfig(augment=False), (1, 28, 28)) is None
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, 0, 4, 2] = 1.0  # one pixel left of centre: a flip would move it right of centre
+    out = augment_batch(x, torch.Generator().manual_seed(0), shift=2, flip=False)
+    ys, xs = (out[:, 0] == 1).nonzero(as_tuple=True)[1:]
+    assert len(ys) == 64  # every image keeps its pixel (a shift of 2 cannot push it out)
+    assert set((ys - 4).tolist()) == {-2, -1, 0, 1, 2} and set((xs - 2).tolist()) == {-2, -1, 0, 1, 2}
