@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bnnflow-setup
 
-.PHONY: setup system-packages test test-slow lint format bench bench-sweep clean
+.PHONY: setup system-packages test test-fast test-slow lint format bench bench-sweep clean
 
 setup: $(STAMP)
 
@@ -32,11 +32,19 @@ $(STAMP): pyproject.toml requirements/finn-plus.txt requirements/tools.txt
 	$(BIN)/bnnflow --version
 	touch $(STAMP)
 
+# Tests in tiers: test-fast (unit tier, under 2 minutes), test (everything but `slow`, under 15 minutes on 2 cores;
+# CI runs it), test-slow (the rest: LFC/CNV builds, more foldings, longer property runs; BENCHMARKS.md has its time).
+# pytest-xdist runs the tests on every core (at most 4 workers: each FINN build holds a few GB).
+XDIST := -n auto --maxprocesses 4
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m unit -q
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q $(XDIST) --durations=15
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow -q
+	$(BIN)/python -m pytest -m slow -q $(XDIST) --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -24,12 +24,12 @@ from bnnflow.training.train import train
 
 # name -> (model, wbits, abits, published top-1 %, epochs that fit the budget on one core)
 RUNS = {
-    "tfc-w1a1": ("tfc", 1, 1, 93.17, 100),
-    "tfc-w1a2": ("tfc", 1, 2, 94.79, 100),
-    "tfc-w2a2": ("tfc", 2, 2, 96.60, 100),
-    "sfc-w1a1": ("sfc", 1, 1, 97.81, 60),
-    "sfc-w1a2": ("sfc", 1, 2, 98.31, 60),
-    "sfc-w2a2": ("sfc", 2, 2, 98.66, 60),
+    "tfc-w1a1": ("tfc", 1, 1, 93.17, 80),
+    "tfc-w1a2": ("tfc", 1, 2, 94.79, 80),
+    "tfc-w2a2": ("tfc", 2, 2, 96.60, 80),
+    "sfc-w1a1": ("sfc", 1, 1, 97.81, 150),
+    "sfc-w1a2": ("sfc", 1, 2, 98.31, 150),
+    "sfc-w2a2": ("sfc", 2, 2, 98.66, 150),
     "lfc-w1a1": ("lfc", 1, 1, 98.88, 30),
     "lfc-w1a2": ("lfc", 1, 2, 98.99, 30),
 }

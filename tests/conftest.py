@@ -13,6 +13,10 @@ from bnnflow.errors import BnnflowError
 from bnnflow.sim.verilator import Verilator, find_verilator
 from bnnflow.training.data import default_data_root
 
+# One torch thread per test process. The suite runs a worker per core (pytest-xdist); torch's default of a thread
+# per core would put two spinning thread pools on every core, which slows small trainings down tenfold or more.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything() -> None:

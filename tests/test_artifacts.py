@@ -10,6 +10,8 @@ import pytest
 from bnnflow.artifacts import compare_outputs, load_golden, save_golden
 from bnnflow.errors import BnnflowError
 
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
+
 
 def test_values_are_compared_element_by_element_within_the_tolerance() -> None:
     golden = np.array([[1.0, 2.0, 3.0], [100.0, -5.0, 0.5]], dtype=np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,15 @@ def _assert_error_after_progress(code: int, err: str, *needles: str) -> None:
         assert needle in errors[0]
 
 
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """One `bnnflow run --epochs 1 --target none` (train, export, build, RTL, simulation) for the tests that need
+    its files; each copies it."""
+    out = tmp_path_factory.mktemp("run") / "r"
+    assert main(["run", "--out", str(out), "--epochs", "1", "--target", "none"]) == 0
+    return out
+
+
 # Every line `bnnflow run` writes: its summary (label column), the estimate table, training and build progress.
 BNNFLOW_LINES = [
     r"(model|accuracy|export|checkpoint|golden|dataflow|verdict|rtl|rtl hash|pytorch|cycles|cppsim|self-test"
@@ -54,6 +64,7 @@ BNNFLOW_LINES = [
     r"total +\d+ +\d+ +\d+",
     r"II \d+ cycles \(slowest: \w+\), latency \d+ cycles, [\d,]+ FPS at \d+ MHz on \S+",
     r"epoch \d+/\d+: loss [\d.]+ train [\d.]+% test [\d.]+% \([\d.]+s\)",
+    r"float teacher \(x[\d.]+ wide\): test [\d.]+% \([\d.]+s\)",
     r"[a-z_]+: \d+ inputs, .*",
     r"host: .*",
     r"bitstream for [a-z0-9-]+: self-test in Verilator, Yosys, nextpnr",
@@ -176,9 +187,8 @@ def test_export_of_missing_directory(capsys, tmp_path: Path) -> None:
 
 
 @needs_verilator
-def test_corrupt_golden_file(capsys, tmp_path: Path) -> None:
-    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
-    assert code == 0, err
+def test_corrupt_golden_file(capsys, run_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(run_dir, tmp_path / "r")
     (tmp_path / "r" / "golden.npz").write_bytes(b"PK\x03\x04 truncated zip")
     code, _, err = _run(capsys, "build", str(tmp_path / "r" / "model.onnx"), "--out", str(tmp_path / "b"))
     _assert_one_line_error(code, err, "golden.npz is corrupt", "write it again")
@@ -311,9 +321,8 @@ def test_info_commands(capsys, args: list[str]) -> None:
 
 
 @needs_verilator
-def test_build_command_with_config_and_overrides(capsys, tmp_path: Path) -> None:
-    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
-    assert code == 0, err
+def test_build_command_with_config_and_overrides(capsys, run_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(run_dir, tmp_path / "r")
     cfg = tmp_path / "build.yaml"
     cfg.write_text(f"output_dir: {tmp_path / 'b'}\ntarget_cycles_per_frame: 100000\nverify_samples: 2\n")
     code, out, err = _run(
@@ -333,11 +342,12 @@ def test_build_command_with_config_and_overrides(capsys, tmp_path: Path) -> None
 
 
 @needs_verilator
-def test_build_to_bitstream_without_vivado_stops_with_reason(capsys, tmp_path: Path, monkeypatch) -> None:
+def test_build_to_bitstream_without_vivado_stops_with_reason(
+    capsys, run_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.delenv("XILINX_VIVADO", raising=False)
-    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
-    assert code == 0, err
+    shutil.copytree(run_dir, tmp_path / "r")
     code, out, err = _run(
         capsys,
         "build",
@@ -364,9 +374,8 @@ def test_build_to_bitstream_without_vivado_stops_with_reason(capsys, tmp_path: P
     ],
 )
 @needs_verilator
-def test_build_bad_options(capsys, tmp_path: Path, args: list[str], needle: str) -> None:
-    code, _, err = _run(capsys, "run", "--out", str(tmp_path / "r"), "--epochs", "1", "--target", "none")
-    assert code == 0, err
+def test_build_bad_options(capsys, run_dir: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+    shutil.copytree(run_dir, tmp_path / "r")
     code, _, err = _run(capsys, "build", str(tmp_path / "r" / "model.onnx"), "--out", str(tmp_path / "b"), *args)
     _assert_one_line_error(code, err, needle)
 
@@ -379,10 +388,9 @@ def test_build_malformed_onnx(capsys, tmp_path: Path) -> None:
 
 
 @needs_verilator
-def test_sim_command_with_relative_build_dir(capsys, tmp_path: Path, monkeypatch) -> None:
+def test_sim_command_with_relative_build_dir(capsys, run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    shutil.copytree(run_dir, tmp_path / "r")
     monkeypatch.chdir(tmp_path)
-    code, out, err = _run(capsys, "run", "--out", "r", "--epochs", "1", "--target", "none")
-    assert code == 0, err
     code, out, err = _run(capsys, "sim", "r/dataflow", "--samples", "5", "--backpressure")
     assert code == 0, err
     assert "rtl        5 frames in Verilator: 0 of 5 output elements differ from FINN's execution" in out

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
+
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["training", "dataflow", "hw", "sim"]
 

@@ -12,6 +12,8 @@ from bnnflow.errors import BnnflowError
 from bnnflow.hw.layers import xnor_thresholds
 from bnnflow.tiles import kept_tiles, schedule, schedule_steps, tile_mask, tile_view, vector_cycles
 
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
+
 
 def test_tile_view_and_kept_tiles() -> None:
     w = np.arange(1, 4 * 6 + 1).reshape(4, 6)

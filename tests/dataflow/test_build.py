@@ -20,7 +20,9 @@ from bnnflow.training.models import ZOO_BITS
 # A small folding per model: a cycle budget SetFolding can reach with modest PE/SIMD.
 CYCLES = {"tfc": 1000, "sfc": 4000, "lfc": 40000, "cnv": 400000}
 CASES = [
-    pytest.param(name, w, a, marks=[pytest.mark.slow] if name in ("cnv", "lfc") and (w, a) != (1, 1) else [])
+    pytest.param(
+        name, w, a, marks=[pytest.mark.slow] if name == "lfc" or (name in ("cnv", "sfc") and (w, a) != (1, 1)) else []
+    )
     for name in CYCLES
     for (w, a) in ZOO_BITS
 ]

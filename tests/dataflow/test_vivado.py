@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bnnflow.dataflow.config import BuildConfig
@@ -17,6 +18,8 @@ from bnnflow.dataflow.vivado import (
     missing_tools_message,
     vivado_command,
 )
+
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
 
 
 def _fake_tool(directory: Path, name: str) -> Path:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from qonnx.core.datatype import DataType
 
 from bnnflow.hw.layers import accumulator_range
+
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)

@@ -4,10 +4,13 @@ vectorized packing against Python's own integers."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bnnflow.hw.layers import pack_words, unpack_words
+
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
 
 
 def _reference(rows: np.ndarray, bits: int) -> list[str]:

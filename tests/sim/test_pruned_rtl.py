@@ -56,7 +56,7 @@ def _prune(checkpoint: Path, out: Path, *args: str) -> dict:
     return json.loads((out / "prune.json").read_text())
 
 
-@pytest.mark.parametrize(("wbits", "abits"), [(1, 1), (2, 2)])
+@pytest.mark.parametrize(("wbits", "abits"), [(1, 1), pytest.param(2, 2, marks=pytest.mark.slow)])
 def test_tile_pruned_network_runs_a_sparse_schedule(digits_checkpoint, tmp_path, capsys, wbits, abits) -> None:
     report = _prune(digits_checkpoint(wbits, abits), tmp_path, "--method", "tile", "--speedup", "2")
     printed = capsys.readouterr().out
@@ -94,6 +94,7 @@ def test_node_pruned_network_is_a_smaller_stock_design(digits_checkpoint, tmp_pa
     assert "bnn_mvau_sparse" not in modules
 
 
+@pytest.mark.slow
 def test_unstructured_pruning_saves_no_cycle(digits_checkpoint, tmp_path) -> None:
     report = _prune(digits_checkpoint(1, 2), tmp_path, "--method", "unstructured", "--sparsity", "0.6")
     assert report["pruned"]["sparsity"] == pytest.approx(0.6, abs=0.01)

@@ -27,8 +27,8 @@ CASES = [
         w,
         a,
         fold,
-        # Default run: TFC at every bit width; SFC at w1a1 (the rest, and LFC, run with `make test-slow`).
-        marks=[pytest.mark.slow] if name == "lfc" or (name == "sfc" and (w, a) != (1, 1)) else [],
+        # Default run: TFC at every bit width (SFC and LFC run with `make test-slow`).
+        marks=[pytest.mark.slow] if name in ("lfc", "sfc") else [],
         id=f"{name}-w{w}a{a}-{fold}",
     )
     for name, folds in FOLDINGS.items()
@@ -106,7 +106,7 @@ def test_generated_rtl_is_deterministic(verilator, exported, tmp_path) -> None:
     )
 
 
-@pytest.mark.parametrize("fold", [None, 300])
+@pytest.mark.parametrize("fold", [pytest.param(None, marks=pytest.mark.slow), 300])
 @pytest.mark.parametrize(("wbits", "abits"), ZOO_BITS)
 def test_cnn_rtl_sliding_window_and_pool(verilator, real_images, tmp_path, wbits, abits, fold) -> None:
     out = _build(tiny_cnn(tmp_path, real_images, wbits, abits), tmp_path / "b", fold)

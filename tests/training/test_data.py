@@ -21,6 +21,8 @@ from bnnflow.training.data import (
     load_mnist,
 )
 
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
+
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

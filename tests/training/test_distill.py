@@ -16,6 +16,8 @@ from bnnflow.training.distill import TEACHER, FloatTwin, distill_loss, one_cycle
 from bnnflow.training.models import ConvLayer, ModelSpec, zoo_spec
 from bnnflow.training.train import lr_at, model_spec_for, train
 
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
+
 DIGITS = load_digits()
 
 

@@ -21,6 +21,8 @@ from bnnflow.training.models import (
     zoo_spec,
 )
 
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
+
 SHAPES = {"tfc": (1, 28, 28), "sfc": (1, 28, 28), "lfc": (1, 28, 28), "cnv": (3, 32, 32)}
 CASES = [(name, w, a) for name in ZOO for (w, a) in ZOO_BITS]
 

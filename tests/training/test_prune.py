@@ -32,6 +32,8 @@ from bnnflow.training.prune import (
 from bnnflow.training.quant import WeightQuant
 from bnnflow.training.train import model_from_checkpoint, run_epoch, save_checkpoint
 
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
+
 
 def _mlp(wbits: int = 1, abits: int = 1, fc: tuple[int, ...] = (32, 32), seed: int = 0):
     torch.manual_seed(seed)

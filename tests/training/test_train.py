@@ -14,6 +14,8 @@ from bnnflow.training.config import Loss, Schedule, TrainConfig
 from bnnflow.training.data import load_digits
 from bnnflow.training.train import CHECKPOINT, METRICS, load_checkpoint, lr_at, model_from_checkpoint, train
 
+pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
+
 DIGITS = load_digits()
 
 
