@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bnnflow.artifacts import BatchedRun, execute_batched
+from bnnflow.artifacts import BatchedRun
 
 # FINN layers whose python execution handles any leading batch size as it is.
 BATCH_AGNOSTIC = ("Thresholding", "Pool", "FMPadding", "LabelSelect")
@@ -67,10 +67,6 @@ def _swg(inst: Any, node: Any, ctx: dict[str, np.ndarray]) -> None:
     ctx[node.output[0]] = np.ascontiguousarray(out, dtype=np.float32).reshape(ctx[node.output[0]].shape)
 
 
-def _finn_node(inst: Any, node: Any, ctx: dict[str, np.ndarray], graph: Any) -> None:
-    inst.execute_node(ctx, graph)
-
-
 def batched_kinds(model: Any) -> list[str]:
     """The node kinds of an accelerator graph with no batched path (empty: the graph runs batched)."""
     from bnnflow.dataflow.fold import base_op_type
@@ -99,7 +95,7 @@ def _run_accelerator_chunk(model: Any, x: np.ndarray) -> np.ndarray:
         elif kind == "ConvolutionInputGenerator":
             _swg(inst, node, ctx)
         else:
-            _finn_node(inst, node, ctx, graph)
+            inst.execute_node(ctx, graph)
     return ctx[oname].reshape(n, -1)
 
 
@@ -115,8 +111,3 @@ def execute_accelerator_batched(model: Any, inputs: np.ndarray) -> tuple[np.ndar
     run = BatchedRun(_run_accelerator_chunk, lambda x: execute_accelerator(model, x))
     out = run(generic, inputs)
     return out, "batched" if run.batched else f"per frame: {run.reason}"
-
-
-def execute_host_batched(model: Any, inputs: np.ndarray) -> np.ndarray:
-    """qonnx' execution of a host graph over all `inputs`, batched where the graph allows it."""
-    return execute_batched(model, inputs)

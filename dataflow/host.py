@@ -10,8 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bnnflow.artifacts import PARENT_PROP
-from bnnflow.dataflow.batched import execute_host_batched
+from bnnflow.artifacts import PARENT_PROP, execute_batched
 from bnnflow.errors import BnnflowError
 
 SDP = "StreamingDataflowPartition"
@@ -87,13 +86,13 @@ class HostGraphs:
         if self.before is None:
             return inputs
         shape = self.before.get_tensor_shape(self.before.graph.output[0].name)
-        return execute_host_batched(self.before, inputs).reshape(len(inputs), *shape[1:])
+        return execute_batched(self.before, inputs).reshape(len(inputs), *shape[1:])
 
     def outputs(self, accelerator_outputs: np.ndarray) -> np.ndarray:
         """The network's outputs for each row of accelerator outputs."""
         if self.after is None:
             return accelerator_outputs
-        return execute_host_batched(self.after, accelerator_outputs)
+        return execute_batched(self.after, accelerator_outputs)
 
     def run(self, inputs: np.ndarray, accelerator: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """Host before, `accelerator`, host after: the whole network, one flattened output row per input."""
