@@ -22,16 +22,16 @@ from bnnflow.training.config import TrainConfig
 from bnnflow.training.data import load_dataset
 from bnnflow.training.train import train
 
-# name -> (model, wbits, abits, published top-1 %, epochs that fit the budget on one core)
+# name -> (model, wbits, abits, published top-1 %, epochs and batch size that fit the budget on one core)
 RUNS = {
-    "tfc-w1a1": ("tfc", 1, 1, 93.17, 80),
-    "tfc-w1a2": ("tfc", 1, 2, 94.79, 80),
-    "tfc-w2a2": ("tfc", 2, 2, 96.60, 80),
-    "sfc-w1a1": ("sfc", 1, 1, 97.81, 150),
-    "sfc-w1a2": ("sfc", 1, 2, 98.31, 150),
-    "sfc-w2a2": ("sfc", 2, 2, 98.66, 150),
-    "lfc-w1a1": ("lfc", 1, 1, 98.88, 55),
-    "lfc-w1a2": ("lfc", 1, 2, 98.99, 55),
+    "tfc-w1a1": ("tfc", 1, 1, 93.17, 80, 100),
+    "tfc-w1a2": ("tfc", 1, 2, 94.79, 80, 100),
+    "tfc-w2a2": ("tfc", 2, 2, 96.60, 80, 100),
+    "sfc-w1a1": ("sfc", 1, 1, 97.81, 180, 100),
+    "sfc-w1a2": ("sfc", 1, 2, 98.31, 180, 100),
+    "sfc-w2a2": ("sfc", 2, 2, 98.66, 180, 100),
+    "lfc-w1a1": ("lfc", 1, 1, 98.88, 80, 200),
+    "lfc-w1a2": ("lfc", 1, 2, 98.99, 80, 200),
 }
 BUDGET_S = 60 * 60
 
@@ -48,9 +48,9 @@ def main() -> None:
     record = args.out / "train_accuracy.json"
     results = json.loads(record.read_text())["results"] if record.is_file() else {}
     for name in args.only:
-        model, wbits, abits, target, epochs = RUNS[name]
+        model, wbits, abits, target, epochs, batch = RUNS[name]
         epochs = args.epochs or epochs
-        cfg = TrainConfig(model=model, wbits=wbits, abits=abits, dataset="mnist", epochs=epochs,
+        cfg = TrainConfig(model=model, wbits=wbits, abits=abits, dataset="mnist", epochs=epochs, batch_size=batch,
                           threads=args.threads, out_dir=args.out / name, progress=False)  # fmt: skip
         began = time.perf_counter()
         result = train(cfg, log=lambda line, n=name: print(f"{n}: {line}", flush=True), data=data)
@@ -58,8 +58,9 @@ def main() -> None:
         final = result.metrics["final_test_acc"]
         results[name] = {
             "command": f"bnnflow train --model {model} --wbits {wbits} --abits {abits} --dataset mnist "
-            f"--epochs {epochs} --threads {args.threads}",
+            f"--epochs {epochs} --batch-size {batch} --threads {args.threads}",
             "epochs": epochs,
+            "batch_size": batch,
             "recipe": result.metrics["config"]["recipe"],
             "teacher_test_acc": (result.metrics["teacher"] or {}).get("test_acc"),
             "final_test_acc": final,

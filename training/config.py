@@ -89,8 +89,9 @@ class TrainConfig:
     """Random shifts (zero-pad and crop) and, where augment_flip, horizontal flips of the training images;
     None: the recipe's (distill: SFC, LFC and CNV, whose width overfits without it; plain: none)."""
     augment_shift: int | None = None
-    """Largest shift in pixels; None: 4 for colour images (CIFAR-10), 2 for grey ones (digits are not centred
-    exactly, and a larger shift moves strokes out of a 28x28 frame)."""
+    """Largest shift in pixels; None: 4 for colour images (CIFAR-10), 1 for grey ones (MNIST digits are centred
+    by their centre of mass: a 1-pixel jitter is what the test set holds, while 2 pixels left SFC underfitting
+    after 150 epochs, BENCHMARKS.md)."""
     augment_flip: bool | None = None
     """Horizontal flips; None: for colour images only (a mirrored digit is another symbol)."""
     seed: int = 0

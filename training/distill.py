@@ -111,7 +111,7 @@ def train_teacher(
 ) -> tuple[FloatTwin, dict[str, Any]]:
     """Train the float teacher (with the student's augmentation: (largest shift, flips), or None), or load it from
     `path` when it was trained with the same settings."""
-    from bnnflow.training.train import augment_batch, evaluate
+    from bnnflow.training.train import adam, augment_batch, evaluate
 
     settings = {"spec": spec.to_dict(), "teacher": cfg.to_dict(), "augment": list(augment) if augment else None,
                 "train_size": len(data.train_y)}  # fmt: skip
@@ -123,7 +123,7 @@ def train_teacher(
             return teacher.to(device).eval(), saved["info"]
     torch.manual_seed(cfg.seed + 7919)
     teacher = FloatTwin(spec, cfg.width, cfg.dropout).to(device)
-    optimizer = torch.optim.Adam(teacher.parameters(), lr=cfg.lr)
+    optimizer = adam(teacher.parameters(), cfg.lr, 0.0, device)
     steps = math.ceil(len(data.train_y) / cfg.batch_size)
     began = time.perf_counter()
     for epoch in range(cfg.epochs):

@@ -715,6 +715,7 @@ def prune_checkpoint(
     from bnnflow.training.train import (
         CHECKPOINT,
         METRICS,
+        adam,
         evaluate,
         loss_fn,
         model_from_checkpoint,
@@ -742,7 +743,7 @@ def prune_checkpoint(
     history: list[dict[str, Any]] = list(ckpt.get("metrics", []))
 
     def retrain(net: BNN, epochs: int, label: str) -> float:
-        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=tcfg.weight_decay)
+        optimizer = adam(net.parameters(), cfg.lr, tcfg.weight_decay, tcfg.device)
         start = epoch[0]
         test_acc = None
         for i in range(epochs):

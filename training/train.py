@@ -27,20 +27,41 @@ METRICS = "metrics.json"
 CHECKPOINT_FORMAT = 1
 
 
+LOGIT_TABLE_BYTES = 512 * 2**20
+"""Largest table of a teacher's logits for every shifted (and flipped) training image."""
+
+
 @dataclass
 class Teacher:
-    """A trained float teacher; its logits for the un-augmented training set are computed once."""
+    """A trained float teacher. Its logits for the training set are computed once: for the images as they are, or,
+    with augmentation, for every shift (and flip) when that table is small and cheaper than a teacher pass per
+    batch; otherwise the teacher runs on each augmented batch."""
 
     model: nn.Module
     train_logits: torch.Tensor | None
+    """(images, classes) without augmentation; (moves, images, classes) with it (Moves.index); or None."""
     info: dict[str, Any]
 
-    def logits(self, idx: np.ndarray, xb: torch.Tensor) -> torch.Tensor:
+    def logits(self, idx: np.ndarray, xb: torch.Tensor, moves: Moves | None = None) -> torch.Tensor:
         if self.train_logits is not None:
-            return self.train_logits[torch.from_numpy(idx)].to(xb.device)
+            rows = torch.from_numpy(idx)
+            soft = self.train_logits[rows] if moves is None else self.train_logits[moves.index, rows]
+            return soft.to(xb.device)
         with torch.no_grad():
             out: torch.Tensor = self.model(xb)
             return out
+
+
+def shifted_logits(model: nn.Module, x: np.ndarray, shift: int, flip: bool, device: str) -> torch.Tensor:
+    """The teacher's logits for every image under every move: (Moves.count, images, classes)."""
+    n = len(x)
+    parts = []
+    for move in range(Moves.count(shift, flip)):
+        moves = Moves.of_index(move, n, shift, flip)
+        shifted = torch.cat([moves.part(i, i + 1000).apply(torch.from_numpy(x[i : i + 1000]).float(), shift)
+                             for i in range(0, n, 1000)])  # fmt: skip
+        parts.append(logits_of(model, shifted.numpy(), device))
+    return torch.stack(parts)
 
 
 def make_teacher(
@@ -52,8 +73,12 @@ def make_teacher(
     tcfg = TeacherConfig(width=cfg.teacher_width, epochs=cfg.teacher_epochs, seed=cfg.seed)
     aug = augmentation(cfg, data.train_x.shape[1:])
     model, info = train_teacher(spec, data, tcfg, out / TEACHER, aug, cfg.device, log)
-    logits = None if aug else logits_of(model, data.train_x, cfg.device)
-    return Teacher(model, logits, info)
+    if aug is None:
+        return Teacher(model, logits_of(model, data.train_x, cfg.device), info)
+    count = Moves.count(*aug)
+    if count <= cfg.epochs and count * len(data.train_y) * spec.num_classes * 4 <= LOGIT_TABLE_BYTES:
+        return Teacher(model, shifted_logits(model, data.train_x, *aug, cfg.device), info)
+    return Teacher(model, None, info)
 
 
 @dataclass
@@ -99,6 +124,12 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr
 
 
+def adam(params: Any, lr: float, weight_decay: float, device: str) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step on CPU and CUDA (the same update; a sixth less time per LFC step)."""
+    fused = torch.device(device).type in ("cpu", "cuda")
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
 def loss_fn(kind: Loss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if kind is Loss.SQR_HINGE:
         signs = torch.full_like(logits, -1.0).scatter_(1, target[:, None], 1.0)
@@ -111,22 +142,60 @@ def augmentation(cfg: TrainConfig, input_shape: tuple[int, ...]) -> tuple[int, b
     if not cfg.augment:
         return None
     colour = input_shape[0] == 3
-    shift = cfg.augment_shift if cfg.augment_shift is not None else (4 if colour else 2)
+    shift = cfg.augment_shift if cfg.augment_shift is not None else (4 if colour else 1)
     return shift, cfg.augment_flip if cfg.augment_flip is not None else colour
+
+
+@dataclass
+class Moves:
+    """Each image's shift (dy, dx in [0, 2 * shift]: the crop's corner in the zero-padded image) and flip."""
+
+    dy: torch.Tensor
+    dx: torch.Tensor
+    flips: torch.Tensor
+    index: torch.Tensor
+    """The move's number in [0, count(shift, flip)): ((dy * (2 * shift + 1)) + dx) * (2 if flip else 1) + flipped."""
+
+    @staticmethod
+    def count(shift: int, flip: bool) -> int:
+        return (2 * shift + 1) ** 2 * (2 if flip else 1)
+
+    @staticmethod
+    def draw(n: int, gen: torch.Generator, shift: int, flip: bool) -> Moves:
+        dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+        flips = torch.rand(n, generator=gen) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+        index = (dy * (2 * shift + 1) + dx) * (2 if flip else 1) + flips.long() * int(flip)
+        return Moves(dy, dx, flips, index)
+
+    @staticmethod
+    def of_index(move: int, n: int, shift: int, flip: bool) -> Moves:
+        """The same move for n images."""
+        side = 2 if flip else 1
+        position, flipped = divmod(move, side)
+        dy, dx = divmod(position, 2 * shift + 1)
+        full = torch.full((n,), 1, dtype=torch.long)
+        return Moves(full * dy, full * dx, (full * flipped).bool(), full * move)
+
+    def part(self, start: int, stop: int) -> Moves:
+        return Moves(self.dy[start:stop], self.dx[start:stop], self.flips[start:stop], self.index[start:stop])
+
+    def apply(self, x: torch.Tensor, shift: int) -> torch.Tensor:
+        """The moved images: one gather for the whole batch (image i's rows from dy[i], its columns from dx[i],
+        reversed where flipped)."""
+        n, _, h, w = x.shape
+        padded = nn.functional.pad(x, (shift, shift, shift, shift))
+        cols = torch.arange(w).expand(n, w)
+        cols = torch.where(self.flips[:, None], cols.flip(-1), cols) + self.dx[:, None]
+        rows = torch.arange(h)[None, :] + self.dy[:, None]
+        batch = torch.arange(n)[:, None, None]
+        moved = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+        return moved.permute(0, 3, 1, 2).contiguous()
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, shift: int = 4, flip: bool = True) -> torch.Tensor:
     """Random shifts of up to `shift` pixels (zero-padded crop) and, with `flip`, horizontal flips, per image."""
-    n, _, h, w = x.shape
-    padded = nn.functional.pad(x, (shift, shift, shift, shift))
-    dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
-    flips = torch.rand(n, generator=gen) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
-    out = torch.empty_like(x)
-    for i in range(n):
-        crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
-        out[i] = crop.flip(-1) if flips[i] else crop
-    return out
+    return Moves.draw(len(x), gen, shift, flip).apply(x, shift)
 
 
 @torch.no_grad()
@@ -199,8 +268,10 @@ def run_epoch(
     for step in bar:
         idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         xb = torch.from_numpy(data.train_x[idx]).float()
+        moves = None
         if aug is not None:
-            xb = augment_batch(xb, gen, *aug)
+            moves = Moves.draw(len(idx), gen, *aug)
+            xb = moves.apply(xb, aug[0])
         yb = torch.from_numpy(data.train_y[idx])
         xb, yb = xb.to(cfg.device), yb.to(cfg.device)
         for group in optimizer.param_groups:
@@ -208,7 +279,7 @@ def run_epoch(
         logits = model(xb)
         loss = loss_fn(cfg.loss, logits, yb)
         if teacher is not None:
-            soft = teacher.logits(idx, xb)
+            soft = teacher.logits(idx, xb, moves)
             loss = distill_loss(logits, soft, loss, cfg.distill_alpha, cfg.distill_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -237,7 +308,7 @@ def train(
     seed_everything(cfg.seed)
     model = build_model(spec).to(cfg.device)
     rng = torch.get_rng_state()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adam(model.parameters(), cfg.lr, cfg.weight_decay, cfg.device)
     teacher = make_teacher(cfg, spec, data, out, log)
     if teacher is not None:
         torch.set_rng_state(rng)  # the student's dropout does not depend on how the teacher was made

@@ -14,7 +14,7 @@ from bnnflow.training.config import Schedule, TrainConfig
 from bnnflow.training.data import load_digits
 from bnnflow.training.distill import TEACHER, FloatTwin, distill_loss, one_cycle
 from bnnflow.training.models import ConvLayer, ModelSpec, zoo_spec
-from bnnflow.training.train import lr_at, model_spec_for, train
+from bnnflow.training.train import Moves, Teacher, lr_at, model_spec_for, shifted_logits, train
 
 pytestmark = pytest.mark.unit  # the unit tier: `make test-fast`
 
@@ -116,7 +116,7 @@ def test_distilled_training_trains_its_teacher_once(tmp_path: Path) -> None:
 def test_augmentation_shifts_grey_digits_without_flipping() -> None:
     from bnnflow.training.train import augment_batch, augmentation
 
-    assert augmentation(TrainConfig(augment=True), (1, 28, 28)) == (2, False)
+    assert augmentation(TrainConfig(augment=True), (1, 28, 28)) == (1, False)
     assert augmentation(TrainConfig(augment=True), (3, 32, 32)) == (4, True)
     assert augmentation(TrainConfig(augment=True, augment_shift=1, augment_flip=True), (1, 8, 8)) == (1, True)
     assert augmentation(TrainConfig(augment=False), (1, 28, 28)) is None
@@ -126,3 +126,65 @@ def test_augmentation_shifts_grey_digits_without_flipping() -> None:
     ys, xs = (out[:, 0] == 1).nonzero(as_tuple=True)[1:]
     assert len(ys) == 64  # every image keeps its pixel (a shift of 2 cannot push it out)
     assert set((ys - 4).tolist()) == {-2, -1, 0, 1, 2} and set((xs - 2).tolist()) == {-2, -1, 0, 1, 2}
+
+
+def _looped_moves(x: torch.Tensor, moves: Moves, shift: int) -> torch.Tensor:
+    """The moves applied one image at a time with slicing: the definition the batched gather must match."""
+    padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
+    h, w = x.shape[2:]
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        crop = padded[i, :, int(moves.dy[i]) : int(moves.dy[i]) + h, int(moves.dx[i]) : int(moves.dx[i]) + w]
+        out[i] = crop.flip(-1) if bool(moves.flips[i]) else crop
+    return out
+
+
+@pytest.mark.parametrize(("shape", "shift", "flip"), [((40, 1, 28, 28), 1, False), ((30, 3, 11, 7), 3, True)])
+def test_batched_moves_equal_per_image_crops_and_number_every_move(shape: tuple, shift: int, flip: bool) -> None:
+    x = torch.randn(shape)
+    moves = Moves.draw(len(x), torch.Generator().manual_seed(5), shift, flip)
+    assert torch.equal(moves.apply(x, shift), _looped_moves(x, moves, shift))
+    # Move numbers are a bijection onto [0, count): of_index(k) is the move numbered k.
+    seen = set()
+    for k in range(Moves.count(shift, flip)):
+        one = Moves.of_index(k, 2, shift, flip)
+        seen.add((int(one.dy[0]), int(one.dx[0]), bool(one.flips[0])))
+        assert torch.equal(one.index, torch.full((2,), k))
+    assert len(seen) == Moves.count(shift, flip)
+    assert set(moves.index.tolist()) <= set(range(Moves.count(shift, flip)))
+    for i in range(len(x)):  # a drawn move's number names the same move
+        k = int(moves.index[i])
+        ref = Moves.of_index(k, 1, shift, flip)
+        assert (ref.dy[0], ref.dx[0], ref.flips[0]) == (moves.dy[i], moves.dx[i], moves.flips[i])
+
+
+def test_teacher_logit_table_equals_the_teacher_on_each_moved_batch() -> None:
+    spec = zoo_spec("tfc", 1, 1, (1, 8, 8), 10)
+    teacher = FloatTwin(spec, 2.0, 0.0).eval()
+    x = np.random.default_rng(0).integers(0, 256, (50, 1, 8, 8)).astype(np.float32)
+    table = shifted_logits(teacher, x, 1, True, "cpu")
+    assert table.shape == (Moves.count(1, True), 50, 10)
+    idx = np.array([3, 17, 17, 42, 0, 9])
+    moves = Moves.draw(len(idx), torch.Generator().manual_seed(1), 1, True)
+    xb = moves.apply(torch.from_numpy(x[idx]), 1)
+    looked_up = Teacher(teacher, table, {}).logits(idx, xb, moves)
+    with torch.no_grad():
+        direct = teacher(xb)
+    torch.testing.assert_close(looked_up, direct, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(looked_up, Teacher(teacher, table[:1].expand_as(table), {}).logits(idx, xb, moves))
+
+
+def test_teacher_tabulates_moved_logits_only_when_cheaper_than_a_pass_per_batch(tmp_path: Path) -> None:
+    from bnnflow.training.train import make_teacher
+
+    cfg = TrainConfig(model="sfc", dataset="digits", augment=True, teacher_epochs=1, out_dir=tmp_path).resolved()
+    spec = model_spec_for(cfg, DIGITS)
+    moves = Moves.count(1, False)  # grey digits: shifts of up to one pixel, 9 moves
+    tabled = make_teacher(cfg.replace(epochs=moves), spec, DIGITS, tmp_path, None)
+    assert tabled is not None and tabled.train_logits is not None
+    assert tabled.train_logits.shape == (moves, len(DIGITS.train_y), 10)
+    per_batch = make_teacher(cfg.replace(epochs=moves - 1), spec, DIGITS, tmp_path, None)
+    assert per_batch is not None and per_batch.train_logits is None
+    plain = make_teacher(cfg.replace(augment=False), spec, DIGITS, tmp_path, None)
+    assert plain is not None and plain.train_logits is not None
+    assert plain.train_logits.shape == (len(DIGITS.train_y), 10)
