@@ -155,9 +155,19 @@ def train_teacher(
 
 
 @torch.no_grad()
-def logits_of(teacher: nn.Module, x: np.ndarray, device: str = "cpu", batch: int = 1000) -> torch.Tensor:
+def logits_of(
+    teacher: nn.Module,
+    x: np.ndarray,
+    device: str = "cpu",
+    batch: int = 1000,
+    moved: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The teacher's logits for x in chunks of `batch`, each chunk first passed through `moved` if given."""
     teacher.eval()
-    parts = [teacher(torch.from_numpy(x[i : i + batch]).float().to(device)).cpu() for i in range(0, len(x), batch)]
+    parts = []
+    for i in range(0, len(x), batch):
+        chunk = torch.from_numpy(x[i : i + batch]).float()
+        parts.append(teacher((moved(chunk) if moved else chunk).to(device)).cpu())
     return torch.cat(parts)
 
 

@@ -54,14 +54,14 @@ class Teacher:
 
 def shifted_logits(model: nn.Module, x: np.ndarray, shift: int, flip: bool, device: str) -> torch.Tensor:
     """The teacher's logits for every image under every move: (Moves.count, images, classes)."""
-    n = len(x)
-    parts = []
+    table = []
     for move in range(Moves.count(shift, flip)):
-        moves = Moves.of_index(move, n, shift, flip)
-        shifted = torch.cat([moves.part(i, i + 1000).apply(torch.from_numpy(x[i : i + 1000]).float(), shift)
-                             for i in range(0, n, 1000)])  # fmt: skip
-        parts.append(logits_of(model, shifted.numpy(), device))
-    return torch.stack(parts)
+
+        def moved(chunk: torch.Tensor, k: int = move) -> torch.Tensor:
+            return Moves.of_index(k, len(chunk), shift, flip).apply(chunk, shift)
+
+        table.append(logits_of(model, x, device, moved=moved))
+    return torch.stack(table)
 
 
 def make_teacher(
@@ -176,9 +176,6 @@ class Moves:
         dy, dx = divmod(position, 2 * shift + 1)
         full = torch.full((n,), 1, dtype=torch.long)
         return Moves(full * dy, full * dx, (full * flipped).bool(), full * move)
-
-    def part(self, start: int, stop: int) -> Moves:
-        return Moves(self.dy[start:stop], self.dx[start:stop], self.flips[start:stop], self.index[start:stop])
 
     def apply(self, x: torch.Tensor, shift: int) -> torch.Tensor:
         """The moved images: one gather for the whole batch (image i's rows from dy[i], its columns from dx[i],
