@@ -32,8 +32,8 @@ class Schedule(StrEnum):
 RECIPES: dict[str, dict[str, Any]] = {
     # The settings as they are: cosine decay, the model's own dropout, no teacher.
     "plain": {"schedule": "cosine", "teacher_width": 0.0},
-    # Knowledge distillation from a float teacher 4x wider, the one-cycle schedule, no dropout; the zoo's wide
-    # networks (SFC, LFC, CNV) also train on randomly shifted images (BENCHMARKS.md has the comparison).
+    # Knowledge distillation from a float teacher 4x wider, the one-cycle schedule, no dropout; the zoo's
+    # networks also train on randomly shifted images (BENCHMARKS.md has the comparison).
     "distill": {"schedule": "onecycle", "teacher_width": 4.0, "dropout": 0.0},
 }
 AUTO = "auto"
@@ -87,7 +87,7 @@ class TrainConfig:
     """Softmax temperature of the distillation term."""
     augment: bool | None = None
     """Random shifts (zero-pad and crop) and, where augment_flip, horizontal flips of the training images;
-    None: the recipe's (distill: SFC, LFC and CNV, whose width overfits without it; plain: none)."""
+    None: the recipe's (distill: every zoo network, which overfits without it; plain: none)."""
     augment_shift: int | None = None
     """Largest shift in pixels; None: 4 for colour images (CIFAR-10), 1 for grey ones (MNIST digits are centred
     by their centre of mass: a 1-pixel jitter is what the test set holds, while 2 pixels left SFC underfitting

@@ -25,8 +25,8 @@ def test_zoo_models_default_to_distillation_user_models_to_plain(tmp_path: Path)
     zoo = TrainConfig(model="sfc").resolved()
     assert (zoo.recipe, zoo.schedule, zoo.teacher_width, zoo.dropout) == ("distill", Schedule.ONECYCLE, 4.0, 0.0)
     assert model_spec_for(zoo, DIGITS).dropout == 0.0
-    # The wide zoo networks train on shifted images; TFC, which underfits, and user models do not.
-    assert zoo.augment is True and TrainConfig(model="tfc").resolved().augment is False
+    # The zoo networks train on shifted images; user models do not.
+    assert zoo.augment is True and TrainConfig(model="tfc").resolved().augment is True
     assert TrainConfig(model="sfc").replace(augment=False).resolved().augment is False
     user_file = tmp_path / "net.yaml"
     user_file.write_text("fc: [32]\ndropout: 0.1\n")
