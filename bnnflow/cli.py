@@ -66,7 +66,11 @@ def _train_options(fn: Any) -> Any:
         click.option(
             "--augment/--no-augment", default=None, help="Random shifts, and flips for colour images (CIFAR-10)."
         ),
-        click.option("--augment-shift", type=int, help="Largest random shift in pixels (default 4 colour, 1 grey)."),
+        click.option(
+            "--augment-shift",
+            type=int,
+            help="Largest random shift in pixels (default: 1 per 28 of a grey image's width, 1 per 8 of a colour one).",
+        ),
         click.option("--seed", type=int),
         click.option("--threads", type=int, help="Torch CPU threads (0: all cores)."),
         click.option("--device", help="Torch device, e.g. cpu or cuda."),

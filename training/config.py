@@ -89,13 +89,14 @@ class TrainConfig:
     """Random shifts (zero-pad and crop) and, where augment_flip, horizontal flips of the training images;
     None: the recipe's (distill: every zoo network, which overfits without it; plain: none)."""
     augment_shift: int | None = None
-    """Largest shift in pixels; None: 4 for colour images (CIFAR-10), 1 for grey ones (MNIST digits are centred
-    by their centre of mass: a 1-pixel jitter is what the test set holds, while 2 pixels left SFC underfitting
-    after 150 epochs, BENCHMARKS.md)."""
+    """Largest shift in pixels; None: a pixel per 28 of a grey image's width (MNIST: 1; its digits are centred by
+    their centre of mass, so a 1-pixel jitter is what the test set holds, while 2 pixels left SFC underfitting after
+    150 epochs, BENCHMARKS.md), a pixel per 8 of a colour image's (CIFAR-10: 4), and 0, no shifts, for images too
+    small for one (the 8x8 digits)."""
     augment_flip: bool | None = None
     """Horizontal flips; None: for colour images only (a mirrored digit is another symbol)."""
     seed: int = 0
-    """Seed for weights, shuffling and dropout; the same seed gives the same model."""
+    """Seed for weights, shuffling and dropout; the same seed (and threads) gives the same model."""
     threads: int = 0
     """Torch CPU threads; 0 uses every core."""
     device: str = "cpu"

@@ -119,6 +119,12 @@ def test_augmentation_shifts_grey_digits_without_flipping() -> None:
     assert augmentation(TrainConfig(augment=True), (1, 28, 28)) == (1, False)
     assert augmentation(TrainConfig(augment=True), (3, 32, 32)) == (4, True)
     assert augmentation(TrainConfig(augment=True, augment_shift=1, augment_flip=True), (1, 8, 8)) == (1, True)
+    # The default shift grows with the image: a pixel per 28 (grey) or per 8 (colour); none below that.
+    assert augmentation(TrainConfig(augment=True), (1, 56, 56)) == (2, False)
+    assert augmentation(TrainConfig(augment=True), (1, 27, 27)) is None
+    assert augmentation(TrainConfig(augment=True), (1, 8, 8)) is None
+    assert augmentation(TrainConfig(augment=True), (3, 8, 8)) == (1, True)
+    assert augmentation(TrainConfig(augment=True, augment_flip=True), (1, 8, 8)) == (0, True)
     assert augmentation(TrainConfig(augment=False), (1, 28, 28)) is None
     x = torch.zeros(64, 1, 9, 9)
     x[:, 0, 4, 2] = 1.0  # one pixel left of centre: a flip would move it right of centre
@@ -177,7 +183,8 @@ def test_teacher_logit_table_equals_the_teacher_on_each_moved_batch() -> None:
 def test_teacher_tabulates_moved_logits_only_when_cheaper_than_a_pass_per_batch(tmp_path: Path) -> None:
     from bnnflow.training.train import make_teacher
 
-    cfg = TrainConfig(model="sfc", dataset="digits", augment=True, teacher_epochs=1, out_dir=tmp_path).resolved()
+    cfg = TrainConfig(model="sfc", dataset="digits", augment=True, augment_shift=1, teacher_epochs=1, out_dir=tmp_path)
+    cfg = cfg.resolved()
     spec = model_spec_for(cfg, DIGITS)
     moves = Moves.count(1, False)  # grey digits: shifts of up to one pixel, 9 moves
     tabled = make_teacher(cfg.replace(epochs=moves), spec, DIGITS, tmp_path, None)
