@@ -137,20 +137,15 @@ def loss_fn(kind: Loss, logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return nn.functional.cross_entropy(logits, target)
 
 
-def default_shift(input_shape: tuple[int, ...]) -> int:
-    """The largest shift when none is given: a pixel for every 28 of a grey image's width (MNIST's own jitter,
-    1 pixel), a pixel for every 8 of a colour image's (CIFAR-10's customary 4). Images too small for one pixel,
-    such as the 8x8 digits, get 0: no shifts (a 1-pixel shift of an 8x8 digit cost TFC 15 points)."""
-    return input_shape[-1] // (8 if input_shape[0] == 3 else 28)
-
-
 def augmentation(cfg: TrainConfig, input_shape: tuple[int, ...]) -> tuple[int, bool] | None:
     """(largest shift, flips) of a run's augmentation, or None without one (also when the shift is 0 and there
-    are no flips)."""
+    are no flips). The default shift grows with the image: a pixel for every 28 of a grey image's width (MNIST's
+    own jitter, 1 pixel), a pixel for every 8 of a colour image's (CIFAR-10's customary 4); images too small for one
+    pixel, such as the 8x8 digits, are not shifted (a 1-pixel shift of an 8x8 digit cost TFC 15 points)."""
     if not cfg.augment:
         return None
     colour = input_shape[0] == 3
-    shift = cfg.augment_shift if cfg.augment_shift is not None else default_shift(input_shape)
+    shift = cfg.augment_shift if cfg.augment_shift is not None else input_shape[-1] // (8 if colour else 28)
     flip = cfg.augment_flip if cfg.augment_flip is not None else colour
     return (shift, flip) if shift or flip else None
 
