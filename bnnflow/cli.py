@@ -60,6 +60,11 @@ def _train_options(fn: Any) -> Any:
         ),
         click.option("--teacher-epochs", type=int, help="Training epochs of the float teacher."),
         click.option(
+            "--distill-alpha", type=float, help="Weight of the teacher's soft targets in the loss (default 0.7)."
+        ),
+        click.option("--distill-temperature", type=float, help="Softmax temperature of distillation (default 4)."),
+        click.option("--weight-decay", type=float, help="L2 penalty in Adam (default 0)."),
+        click.option(
             "--dropout", type=float, help="Dropout after the input and hidden FC layers (default: the recipe's)."
         ),
         click.option("--loss", type=click.Choice(["cross_entropy", "sqr_hinge"])),

@@ -127,9 +127,12 @@ def test_train_then_export(capsys, tmp_path: Path) -> None:
 def test_train_config_file_and_flag_override(capsys, tmp_path: Path) -> None:
     cfg = tmp_path / "train.yaml"
     cfg.write_text(f"model: tfc\ndataset: digits\nepochs: 5\nout_dir: {tmp_path / 'o'}\nprogress: false\n")
-    code, _, err = _run(capsys, "train", "--config", str(cfg), "--epochs", "1")
+    code, _, err = _run(capsys, "train", "--config", str(cfg), "--epochs", "1", "--distill-alpha", "0.5",
+                        "--distill-temperature", "2", "--weight-decay", "1e-5")  # fmt: skip
     assert code == 0, err
     assert "epoch 1/1" in err and "epoch 2/" not in err
+    recorded = json.loads((tmp_path / "o" / "metrics.json").read_text())["config"]
+    assert (recorded["distill_alpha"], recorded["distill_temperature"], recorded["weight_decay"]) == (0.5, 2.0, 1e-5)
 
 
 def test_unknown_model(capsys, tmp_path: Path) -> None:
