@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml requirements/finn-plus.txt requirements/tools.txt
 	touch $(STAMP)
 
 # Tests in tiers: test-fast (unit tier, under 2 minutes), test (everything but `slow`, under 15 minutes on 2 cores;
-# CI runs it), test-slow (the rest: LFC/CNV builds, more foldings, longer property runs; BENCHMARKS.md has its time).
+# CI runs it), test-slow (the rest: LFC/CNV builds, more foldings, longer property runs; about 21 minutes; CI runs it too).
 # pytest-xdist runs the tests on every core (at most 4 workers: each FINN build holds a few GB).
 XDIST := -n auto --maxprocesses 4
 
