@@ -14,15 +14,21 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from bnnflow.artifacts import PARENT_PROP
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.dataflow.fold import apply_folding
 from bnnflow.dataflow.transforms import (
     ConvertAcceleratorPart,
+    CoverAccumulatorRange,
     InferBinaryMVAUKeepBias,
     InferThresholdingBipolar,
+    LiftOneDimensional,
     MoveAddPastMaxPool,
+    QuantizedAvgPool,
     ScaleInput,
+    TruncWithoutUpshift,
 )
 from bnnflow.errors import BnnflowError
 
@@ -73,6 +79,31 @@ def check_operators(model: Any) -> None:
         )
 
 
+def check_groups(model: Any) -> None:
+    """FINN maps ordinary convolutions (MVAU) and depthwise ones with one output channel per input channel (VVAU);
+    refuse, by node, the grouped convolutions between them."""
+    from qonnx.util.basic import get_by_name
+
+    for node in model.get_nodes_by_op_type("Conv"):
+        attr = get_by_name(node.attribute, "group")
+        groups = attr.i if attr is not None else 1
+        wshape = model.get_tensor_shape(node.input[1])  # (C_out, C_in / groups, KH, KW), quantized or not
+        if groups == 1 or wshape is None:
+            continue
+        c_out, c_in = int(wshape[0]), int(wshape[1]) * groups
+        if groups != c_in:
+            raise BnnflowError(
+                f"{describe_node(node)} is a grouped convolution ({groups} groups of {c_in // groups} channels): FINN "
+                "maps ordinary (groups=1) and depthwise (groups=channels) convolutions only; use one of those"
+            )
+        if c_out != c_in:
+            raise BnnflowError(
+                f"{describe_node(node)} is a depthwise convolution with channel multiplier {c_out // c_in}: FINN's "
+                "VVAU makes one output channel per input channel; use out_channels = in_channels and a pointwise "
+                "(1x1) convolution after it"
+            )
+
+
 def step_qonnx_to_finn(model: Any, cfg: BuildConfig) -> Any:
     """QONNX cleanup, the declared input type (--input-datatype/--input-scale), then Quant nodes to FINN's
     MultiThreshold and integer weights."""
@@ -81,11 +112,14 @@ def step_qonnx_to_finn(model: Any, cfg: BuildConfig) -> Any:
 
     check_operators(model)
     model = cleanup_model(mark_source_names(model))
+    check_groups(model)
     if cfg.input_datatype is not None:
         model = model.transform(ScaleInput(cfg.input_datatype, cfg.input_scale))
     if not any(n.op_type in QUANT_OPS - {"MultiThreshold"} for n in model.graph.node):
         return model
-    return model.transform(ConvertQONNXtoFINN())
+    model = model.transform(TruncWithoutUpshift()).transform(QuantizedAvgPool())
+    model = model.transform(ConvertQONNXtoFINN())
+    return model.transform(LiftOneDimensional())
 
 
 def step_tidy_up(model: Any, cfg: BuildConfig) -> Any:
@@ -134,6 +168,7 @@ def step_streamline(model: Any, cfg: BuildConfig) -> Any:
     model = model.transform(absorb.AbsorbScalarBiasIntoMultiThreshold())
     model = model.transform(MoveAddPastMaxPool())
     model = model.transform(Streamline())
+    model = _streamline_lightweight(model)
     if model.get_nodes_by_op_type("Conv"):
         model = model.transform(LowerConvsToMatMul())
         check_padding(model)
@@ -148,6 +183,37 @@ def step_streamline(model: Any, cfg: BuildConfig) -> Any:
     model = model.transform(InferDataLayouts())
     model = model.transform(InferDataTypes())
     return model.transform(RemoveUnusedTensors())
+
+
+def _streamline_lightweight(model: Any) -> Any:
+    """FINN's MobileNet streamlining (custom_step_library/mobilenet.py): per-channel scales in front of depthwise
+    convolutions move past them into the next thresholds, an average pool goes channels-last, and the flatten and
+    scalar scales in front of the classifier move out of the way. Each pass only acts where its pattern is."""
+    import finn.transformation.streamline.absorb as absorb
+    import finn.transformation.streamline.reorder as reorder
+    from finn.transformation.streamline.collapse_repeated import CollapseRepeatedMul
+    from qonnx.transformation.change_datalayout import ChangeDataLayoutQuantAvgPool2d
+    from qonnx.transformation.double_to_single_float import DoubleToSingleFloat
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.remove import RemoveIdentityOps
+
+    for transform in (
+        DoubleToSingleFloat(),
+        reorder.MoveMulPastDWConv(),
+        absorb.AbsorbMulIntoMultiThreshold(),
+        ChangeDataLayoutQuantAvgPool2d(),
+        InferDataLayouts(),
+        reorder.MoveTransposePastScalarMul(),
+        absorb.AbsorbTransposeIntoFlatten(),
+        reorder.MoveFlattenPastAffine(),
+        reorder.MoveFlattenPastTopK(),
+        reorder.MoveScalarMulPastMatMul(),
+        CollapseRepeatedMul(),
+        RemoveIdentityOps(),
+    ):
+        model = model.transform(transform).transform(InferDataTypes())
+    return model
 
 
 def step_convert_to_hw(model: Any, cfg: BuildConfig) -> Any:
@@ -167,11 +233,16 @@ def step_convert_to_hw(model: Any, cfg: BuildConfig) -> Any:
 
 def _finn_convert_to_hw(model: Any) -> Any:
     from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
+    from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import (
+        InferElementwiseBinaryOperation,
+    )
+    from finn.transformation.fpgadataflow.convert_to_hw.global_acc_pool import InferGlobalAccPoolLayer
     from finn.transformation.fpgadataflow.convert_to_hw.label_select import InferLabelSelectLayer
     from finn.transformation.fpgadataflow.convert_to_hw.pool import InferPool
     from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import (
         InferQuantizedMatrixVectorActivation,
     )
+    from finn.transformation.fpgadataflow.convert_to_hw.vector_vector_activation import InferVectorVectorActivation
     from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
     from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
@@ -180,11 +251,14 @@ def _finn_convert_to_hw(model: Any) -> Any:
 
     for transform in (
         InferBinaryMVAUKeepBias(),
+        InferVectorVectorActivation(),
         InferQuantizedMatrixVectorActivation(),
         InferLabelSelectLayer(),
         InferThresholdingBipolar(),
         InferPool(),
+        InferGlobalAccPoolLayer(),
         InferConvInpGen(),
+        InferElementwiseBinaryOperation(_integer_operands),
         RemoveCNVtoFCFlatten(),
         AbsorbConsecutiveTransposes(),
         InferDataLayouts(),
@@ -193,6 +267,21 @@ def _finn_convert_to_hw(model: Any) -> Any:
     ):
         model = model.transform(transform)
     return model
+
+
+def _integer_operands(model: Any, node: Any) -> bool:
+    """A channelwise Add/Sub/Mul becomes a hardware layer only on integer data with integer constants; a float one
+    (the output scale of a classifier) stays on the host."""
+    for name in node.input:
+        const = model.get_initializer(name)
+        if const is not None:
+            if not np.array_equal(const, np.round(const)):
+                return False
+        else:
+            dt = model.get_tensor_datatype(name)
+            if dt is None or not dt.is_integer():
+                return False
+    return True
 
 
 def check_padding(model: Any) -> None:
@@ -210,6 +299,10 @@ def check_padding(model: Any) -> None:
             )
 
 
+_AVG_HINT = (
+    "an average pool whose output is not quantized (or not square, or padded); follow it with a quantizer "
+    "(QuantIdentity) or use Brevitas' TruncAvgPool2d"
+)
 # What to change when a node of this op type is left between hardware layers.
 _STUCK_HINTS = {
     "Mul": "a scale that streamlining could not absorb: follow every QuantLinear/QuantConv2d (and its "
@@ -223,8 +316,11 @@ _STUCK_HINTS = {
     "Transpose": "a layout change FINN could not absorb (flatten only once, after the last convolution)",
     "MaxPool": "a max-pool of float data: pool after the activation, or between the convolution and its "
     "BatchNorm (a negative BatchNorm scale cannot move past a pool)",
-    "AveragePool": "bnnflow's RTL has max-pool only; use nn.MaxPool2d",
-    "GlobalAveragePool": "bnnflow's RTL has max-pool only; use nn.MaxPool2d",
+    "AveragePool": _AVG_HINT,
+    "GlobalAveragePool": _AVG_HINT,
+    "ReduceMean": _AVG_HINT,
+    "Sigmoid": "FINN has no hardware layer for a sigmoid; use a quantized activation (QuantReLU, QuantHardTanh or "
+    "QuantIdentity)",
     "Reshape": "a layout change FINN could not absorb (flatten only once, after the last convolution)",
 }
 
@@ -301,6 +397,11 @@ def check_chain(model: Any) -> None:
     """bnnflow's RTL is a chain of layers: refuse, by node, a graph that forks or joins (skip connections)."""
     for node in model.graph.node:
         dynamic = [i for i in node.input if i and model.get_initializer(i) is None]
+        if len(dynamic) > 1 and node.op_type == "Mul":
+            raise BnnflowError(
+                f"{describe_node(node)} multiplies two streams (a squeeze-and-excitation or attention gate): FINN has "
+                "no hardware layer for a product of two activations; remove the gate"
+            )
         if len(dynamic) > 1 and node.op_type not in ("TopK",):
             raise BnnflowError(
                 f"{describe_node(node)} joins {len(dynamic)} branches (a residual or skip connection): bnnflow "
@@ -317,7 +418,7 @@ def step_minimize_bit_width(model: Any, cfg: BuildConfig) -> Any:
 
     if cfg.minimize_bit_width:
         model = model.transform(MinimizeWeightBitWidth()).transform(MinimizeAccumulatorWidth())
-        model = model.transform(InferDataTypes())
+        model = model.transform(CoverAccumulatorRange()).transform(InferDataTypes())
     return model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
 
 

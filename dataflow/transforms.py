@@ -228,3 +228,220 @@ class MoveAddPastMaxPool(Transformation):
             model.graph.node.insert(nodes.index(pool), add)
             return model, True
         return model, False
+
+
+class TruncWithoutUpshift(Transformation):
+    """An average pool's Trunc (QONNX v2) whose output bit width exceeds its input bit width shifts the window sum
+    left and scales it down by as much (Brevitas' TruncAvgPool2d with an 8-bit output over a 6-bit sum): the value
+    is the sum times the input scale either way. FINN's AvgPoolAndTruncToQuantAvgPool assumes a right shift and
+    drops the left one, which scales the result wrongly. Rewrite such a Trunc to the identical value without the
+    shift (output bits = input bits, output scale = input scale), which FINN then converts exactly."""
+
+    def apply(self, model: Any) -> tuple[Any, bool]:
+        for node in model.get_nodes_by_op_type("Trunc"):
+            if len(node.input) != 6:  # v1 Trunc has no output scale: it only ever shifts right
+                continue
+            producer = model.find_producer(node.input[0])
+            if producer is None or producer.op_type != "AveragePool":
+                continue
+            params = [model.get_initializer(name) for name in node.input[1:]]
+            if any(p is None for p in params):
+                continue
+            scale, _, in_bits, out_scale, out_bits = (np.asarray(p, dtype=np.float64) for p in params)
+            if in_bits.size != 1 or out_bits.size != 1 or float(out_bits) <= float(in_bits):
+                continue
+            if not np.allclose(out_scale * 2.0 ** (float(out_bits) - float(in_bits)), scale, rtol=1e-6):
+                continue  # not a pure shift: leave it to FINN's own checks
+            model.set_initializer(node.input[4], np.asarray(params[0], dtype=np.float32))
+            model.set_initializer(node.input[5], np.asarray(params[2], dtype=np.float32))
+            return model, True
+        return model, False
+
+
+def true_accumulator_range(model: Any, node: Any) -> tuple[int, int] | None:
+    """The range of values a matrix- or vector-vector unit's accumulator really takes: a popcount of matches in
+    [0, fan-in] for binary data and weights, else the exact range of W^T x for its integer weights."""
+    from qonnx.core.datatype import DataType
+    from qonnx.custom_op.registry import getCustomOp
+
+    inst = getCustomOp(node)
+    weights = model.get_initializer(node.input[1])
+    if weights is None:
+        return None
+    idt = DataType[inst.get_nodeattr("inputDataType")]
+    wdt = DataType[inst.get_nodeattr("weightDataType")]
+    if node.op_type.startswith("VVAU"):
+        kh, kw = inst.get_nodeattr("Kernel")
+        weights = np.asarray(weights).reshape(-1, kh * kw).T  # (K, C)
+        xnor = idt == DataType["BIPOLAR"] and wdt == DataType["BIPOLAR"]
+    else:
+        xnor = bool(inst.get_nodeattr("binaryXnorMode"))
+    if xnor:
+        return 0, int(weights.shape[0])
+    if idt == DataType["BIPOLAR"]:
+        xlo, xhi = -1, 1
+    else:
+        xlo, xhi = int(idt.min()), int(idt.max())
+    w = np.rint(np.asarray(weights, dtype=np.float64)).astype(np.int64)
+    lo = np.minimum(w * xlo, w * xhi).sum(axis=0)
+    hi = np.maximum(w * xlo, w * xhi).sum(axis=0)
+    return int(lo.min()), int(hi.max())
+
+
+class CoverAccumulatorRange(Transformation):
+    """Widen a unit's accDataType to the range its accumulator really takes. FINN's MinimizeAccumulatorWidth sizes
+    an XNOR unit's accumulator for +-1 weights times 0/1 inputs ([-64, 63] for 64 inputs), while the popcount it
+    thresholds runs over [0, 64]; RoundAndClipThresholds then clips a threshold of 70 (never fires) to 64 (fires on
+    a full match). Clipping to a type that covers the true range keeps every out-of-range threshold out of range:
+    above the maximum it still never fires, at or below the minimum it still always fires."""
+
+    def apply(self, model: Any) -> tuple[Any, bool]:
+        from qonnx.core.datatype import DataType
+        from qonnx.custom_op.registry import getCustomOp
+
+        for node in model.graph.node:
+            if not (node.op_type.startswith("MVAU") or node.op_type.startswith("VVAU")):
+                continue
+            inst = getCustomOp(node)
+            if inst.get_nodeattr("noActivation"):
+                continue
+            rng = true_accumulator_range(model, node)
+            if rng is None:
+                continue
+            lo, hi = rng
+            adt = DataType[inst.get_nodeattr("accDataType")]
+            if adt.min() <= lo and hi <= adt.max():
+                continue
+            lo, hi = min(lo, int(adt.min())), max(hi, int(adt.max()))
+            wider = DataType.get_smallest_possible(lo) if lo < 0 else DataType.get_smallest_possible(hi)
+            if lo < 0 and wider.max() < hi:
+                wider = DataType.get_smallest_possible(-hi - 1)
+            inst.set_nodeattr("accDataType", wider.name)
+        return model, False
+
+
+class LiftOneDimensional(Transformation):
+    """1D convolutions and pools become H x 1 images ([N, C, L] -> [N, C, L, 1]), as FINN builds them
+    (qonnx's Change3DTo4DTensors). torch's exporter writes a 1D max-pool's `dilations` too, which that pass does not
+    extend ("Attribute dilations has incorrect size"); it is extended here first. A node the pass cannot lift is
+    named, since it would otherwise leave the graph half 3D."""
+
+    LIFTABLE = frozenset(
+        {"Add", "Mul", "Div", "BatchNormalization", "MultiThreshold", "Conv", "Transpose", "LogSoftmax", "ArgMax",
+         "TopK", "MatMul", "Flatten", "Reshape", "MaxPool", "Upsample", "Resize"}
+    )  # fmt: skip
+
+    def apply(self, model: Any) -> tuple[Any, bool]:
+        from qonnx.transformation.change_3d_tensors_to_4d import Change3DTo4DTensors
+        from qonnx.util.basic import get_by_name
+
+        shape = model.get_tensor_shape(model.graph.input[0].name)
+        if shape is None or len(shape) != 3:
+            return model, False
+        for node in model.graph.node:
+            if node.op_type not in self.LIFTABLE:
+                from bnnflow.dataflow.steps import describe_node
+
+                raise BnnflowError(
+                    f"{describe_node(node)} has no 1D mapping: bnnflow maps 1D networks as H x 1 images, which "
+                    "covers Conv1d, MaxPool1d, BatchNorm1d, quantized activations and Linear layers"
+                )
+            if node.op_type == "MaxPool":
+                dilations = get_by_name(node.attribute, "dilations")
+                if dilations is not None and len(dilations.ints) == 1:
+                    dilations.ints.append(1)
+        return model.transform(Change3DTo4DTensors()), False
+
+
+def _spatial_window(model: Any, node: Any) -> tuple[int, int] | None:
+    """(kernel, stride) of a square average pool without padding, or None where FINN's QuantAvgPool2d cannot
+    express it. A global pool (GlobalAveragePool, ReduceMean over H and W) is a pool over the whole map."""
+    from qonnx.util.basic import get_by_name
+
+    shape = model.get_tensor_shape(node.input[0])
+    if shape is None or len(shape) != 4:
+        return None
+    if node.op_type == "AveragePool":
+        kernel = get_by_name(node.attribute, "kernel_shape")
+        strides = get_by_name(node.attribute, "strides")
+        pads = get_by_name(node.attribute, "pads")
+        ceil = get_by_name(node.attribute, "ceil_mode")
+        k = list(kernel.ints) if kernel is not None else []
+        s = list(strides.ints) if strides is not None else [1, 1]
+        if len(k) != 2 or k[0] != k[1] or s[0] != s[1] or (pads is not None and any(pads.ints)):
+            return None
+        if ceil is not None and ceil.i:
+            return None
+        return int(k[0]), int(s[0])
+    if node.op_type == "ReduceMean":
+        axes_attr = get_by_name(node.attribute, "axes")
+        axes = list(axes_attr.ints) if axes_attr is not None else None
+        if axes is None and len(node.input) > 1 and model.get_initializer(node.input[1]) is not None:
+            axes = [int(a) for a in np.asarray(model.get_initializer(node.input[1])).ravel()]
+        keep = get_by_name(node.attribute, "keepdims")
+        if axes is None or sorted(a % 4 for a in axes) != [2, 3] or (keep is not None and keep.i == 0):
+            return None
+    elif node.op_type != "GlobalAveragePool":
+        return None
+    if shape[2] != shape[3]:
+        return None
+    return int(shape[2]), 1
+
+
+class QuantizedAvgPool(Transformation):
+    """A float average pool followed by a quantizer (nn.AvgPool2d or nn.AdaptiveAvgPool2d(1), then QuantIdentity)
+    becomes FINN's integer pool: the window sum of the integers its input quantizer emits (QuantAvgPool2d with no
+    shift), times scale / k^2, which streamlining moves into the next quantizer's thresholds. That quantizer rounds
+    the exact mean, as PyTorch's does. Brevitas' TruncAvgPool2d needs none of this (FINN converts it itself)."""
+
+    def apply(self, model: Any) -> tuple[Any, bool]:
+        from onnx import helper
+        from qonnx.util.basic import get_by_name
+
+        for node in model.graph.node:
+            if node.op_type not in ("AveragePool", "GlobalAveragePool", "ReduceMean"):
+                continue
+            window = _spatial_window(model, node)
+            producer = model.find_producer(node.input[0])
+            consumers = model.find_consumers(node.output[0])
+            if window is None or producer is None or producer.op_type != "Quant" or len(consumers) != 1:
+                continue
+            if consumers[0].op_type != "Quant":
+                continue
+            scale, zero, bits = (model.get_initializer(name) for name in producer.input[1:4])
+            if scale is None or zero is None or bits is None or np.size(scale) != 1 or np.any(zero != 0):
+                continue
+            signed = get_by_name(producer.attribute, "signed")
+            k, stride = window
+            ibits = int(np.asarray(bits).item())
+            obits = int((2**ibits - 1) * k * k).bit_length() + (1 if signed is not None and signed.i else 0)
+            s = float(np.asarray(scale).item())
+            ints, sums = model.make_new_valueinfo_name(), model.make_new_valueinfo_name()
+            div_c, mul_c = model.make_new_valueinfo_name(), model.make_new_valueinfo_name()
+            model.set_initializer(div_c, np.asarray(s, dtype=np.float32))
+            model.set_initializer(mul_c, np.asarray(s / (k * k), dtype=np.float32))
+            new = [
+                helper.make_node("Div", [node.input[0], div_c], [ints], name=f"{node.name}_to_int"),
+                helper.make_node(
+                    "QuantAvgPool2d",
+                    [ints],
+                    [sums],
+                    domain="qonnx.custom_op.general",
+                    stride=stride,
+                    kernel=k,
+                    ibits=ibits,
+                    obits=obits,
+                    signed=int(bool(signed and signed.i)),
+                    data_layout="NCHW",
+                    name=f"{node.name}_sum",
+                ),
+                helper.make_node("Mul", [sums, mul_c], [node.output[0]], name=f"{node.name}_mean"),
+            ]
+            index = list(model.graph.node).index(node)
+            model.graph.node.remove(node)
+            for offset, n in enumerate(new):
+                model.graph.node.insert(index + offset, n)
+            from qonnx.transformation.infer_shapes import InferShapes
+
+            return model.transform(InferShapes()), True
+        return model, False
