@@ -19,6 +19,7 @@ FOLD_RULES: dict[str, dict[str, str]] = {
     "StreamingMaxPool": {"PE": "NumChannels"},
     "FMPadding": {"SIMD": "NumChannels"},
     "VVAU": {"PE": "Channels"},
+    "GlobalAccPool": {"PE": "NumChannels"},
 }
 # Attributes written to folding.json (FINN's folding-config format), where a layer has them.
 FOLDING_ATTRS = ("PE", "SIMD", "ram_style", "ram_style_thresholds", "mem_mode", "resType", "parallel_window")

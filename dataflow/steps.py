@@ -22,6 +22,7 @@ from bnnflow.dataflow.fold import apply_folding
 from bnnflow.dataflow.transforms import (
     ConvertAcceleratorPart,
     CoverAccumulatorRange,
+    DepthwiseWeightsNotBipolar,
     InferBinaryMVAUKeepBias,
     InferThresholdingBipolar,
     LiftOneDimensional,
@@ -176,7 +177,7 @@ def step_streamline(model: Any, cfg: BuildConfig) -> Any:
         model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
         model = model.transform(MakeMaxPoolNHWC())
         model = model.transform(absorb.AbsorbConsecutiveTransposes())
-    model = model.transform(ConvertBipolarMatMulToXnorPopcount())
+    model = model.transform(DepthwiseWeightsNotBipolar()).transform(ConvertBipolarMatMulToXnorPopcount())
     model = model.transform(Streamline())
     model = model.transform(absorb.AbsorbScalarMulAddIntoTopK())
     model = model.transform(RoundAndClipThresholds())

@@ -339,6 +339,10 @@ class LiftOneDimensional(Transformation):
         if shape is None or len(shape) != 3:
             return model, False
         for node in model.graph.node:
+            const = model.get_initializer(node.input[1]) if node.op_type == "Sub" else None
+            if const is not None:  # x - c as x + (-c), which the lifting pass knows (the `2x - 1` of bnn_pynq)
+                model.set_initializer(node.input[1], -np.asarray(const))
+                node.op_type = "Add"
             if node.op_type not in self.LIFTABLE:
                 from bnnflow.dataflow.steps import describe_node
 
@@ -444,4 +448,19 @@ class QuantizedAvgPool(Transformation):
             from qonnx.transformation.infer_shapes import InferShapes
 
             return model.transform(InferShapes()), True
+        return model, False
+
+
+class DepthwiseWeightsNotBipolar(Transformation):
+    """A lowered depthwise convolution's weight matrix holds its kernels on a block diagonal, zeros elsewhere, so
+    it is not BIPOLAR even where every kernel weight is +-1; qonnx would otherwise turn it into an XNOR-popcount
+    product, which counts the zeros as -1. Annotated INT2 ({-1, 0, 1}), it becomes a VVAU that computes the sum."""
+
+    def apply(self, model: Any) -> tuple[Any, bool]:
+        from qonnx.core.datatype import DataType
+
+        for node in model.get_nodes_by_op_type("MatMul"):
+            sparsity = model.get_tensor_sparsity(node.input[1])
+            if sparsity and "dw" in sparsity and model.get_tensor_datatype(node.input[1]) == DataType["BIPOLAR"]:
+                model.set_tensor_datatype(node.input[1], DataType["INT2"])
         return model, False

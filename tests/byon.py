@@ -25,20 +25,22 @@ class Act:
     def bipolar(self) -> bool:
         return self.bits == 1 and self.kind != "relu" and self.signed
 
-    def module(self) -> nn.Module:
+    def module(self, quant_tensor: bool = False) -> nn.Module:
+        """quant_tensor: return a QuantTensor (what Brevitas' TruncAvgPool2d takes)."""
         import brevitas.nn as qnn
         from brevitas.quant import Int8ActPerTensorFloat, Uint8ActPerTensorFloat
         from brevitas.quant.binary import SignedBinaryActPerTensorConst
 
+        qt = {"return_quant_tensor": quant_tensor}
         if self.bipolar:
             cls = qnn.QuantHardTanh if self.kind == "hardtanh" else qnn.QuantIdentity
-            return cls(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=False)
+            return cls(act_quant=SignedBinaryActPerTensorConst, **qt)
         if self.kind == "relu":
-            return qnn.QuantReLU(bit_width=self.bits, act_quant=Uint8ActPerTensorFloat)
+            return qnn.QuantReLU(bit_width=self.bits, act_quant=Uint8ActPerTensorFloat, **qt)
         if self.kind == "hardtanh":
-            return qnn.QuantHardTanh(bit_width=self.bits, max_val=1.0, min_val=-1.0)
+            return qnn.QuantHardTanh(bit_width=self.bits, max_val=1.0, min_val=-1.0, **qt)
         quant = Int8ActPerTensorFloat if self.signed else Uint8ActPerTensorFloat
-        return qnn.QuantIdentity(bit_width=self.bits, act_quant=quant)
+        return qnn.QuantIdentity(bit_width=self.bits, act_quant=quant, **qt)
 
     def __str__(self) -> str:
         sign = "" if self.kind != "identity" else ("s" if self.signed else "u")
@@ -56,6 +58,10 @@ class Conv:
     bn: bool = True
     act: Act = field(default_factory=Act)
     pool_first: bool = False  # conv -> pool -> BatchNorm -> activation, instead of pooling the activations
+    depthwise: bool = False  # groups = channels (channels must equal the input's)
+    # The pool's kind: "max"; "avg" (a float average pool, then the activation's quantizer again); "trunc"
+    # (Brevitas' TruncAvgPool2d, FLOOR, on the activation's QuantTensor). Average pools follow the activation.
+    pool_kind: str = "max"
 
 
 @dataclass(frozen=True)
@@ -79,15 +85,41 @@ class Net:
     per_channel: bool = False
     out_bias: bool = False
     centre: bool = True  # 2x - 1 in front of the input quantizer, as bnn_pynq does
+    # After the convolutions: None, "adaptive" (nn.AdaptiveAvgPool2d(1), then a quantizer like the last
+    # activation) or "trunc" (a TruncAvgPool2d over the whole map).
+    global_pool: str | None = None
+
+    @property
+    def one_d(self) -> bool:
+        """in_shape (C, L): Conv1d, BatchNorm1d and MaxPool1d."""
+        return len(self.in_shape) == 2
 
     def describe(self) -> str:
         parts = [f"in{'x'.join(map(str, self.in_shape))}:{self.in_act or 'float'}"]
         for c in self.convs:
-            pool = f"+{'prepool' if c.pool_first else 'pool'}{c.pool[0]}s{c.pool[1]}" if c.pool else ""
-            parts.append(f"conv{c.channels}k{c.kernel}s{c.stride}p{c.padding}{'b' if c.bias else ''}:{c.act}{pool}")
+            kind = "" if c.pool_kind == "max" else c.pool_kind
+            pool = f"+{'prepool' if c.pool_first else 'pool'}{kind}{c.pool[0]}s{c.pool[1]}" if c.pool else ""
+            dw = "dw" if c.depthwise else "conv"
+            parts.append(f"{dw}{c.channels}k{c.kernel}s{c.stride}p{c.padding}{'b' if c.bias else ''}:{c.act}{pool}")
+        if self.global_pool:
+            parts.append(f"gap-{self.global_pool}")
         parts += [f"fc{d.width}{'b' if d.bias else ''}:{d.act}" for d in self.dense]
         scale = "pc" if self.per_channel else "pt"
         return "-".join(parts) + f"-out{self.classes}{'b' if self.out_bias else ''}-w{self.wbits}{scale}"
+
+
+def _pool(net: Net, c: Conv) -> list[nn.Module]:
+    import brevitas.nn as qnn
+
+    if c.pool is None:
+        return []
+    k, stride = c.pool
+    if c.pool_kind == "max":
+        return [(nn.MaxPool1d if net.one_d else nn.MaxPool2d)(k, stride=stride)]
+    if c.pool_kind == "trunc":
+        bits = c.act.bits + max(1, (k * k - 1).bit_length())
+        return [qnn.TruncAvgPool2d(kernel_size=k, stride=stride, bit_width=bits, float_to_int_impl_type="FLOOR")]
+    return [nn.AvgPool2d(k, stride=stride), c.act.module()]
 
 
 def _weight_quant(net: Net) -> dict[str, object]:
@@ -109,16 +141,31 @@ class ByonNet(nn.Module):
         layers: list[nn.Module] = [net.in_act.module()] if net.in_act is not None else []
         wq = _weight_quant(net)
         channels = net.in_shape[0]
+        conv_cls, bn_cls = (qnn.QuantConv1d, nn.BatchNorm1d) if net.one_d else (qnn.QuantConv2d, nn.BatchNorm2d)
         for c in net.convs:
-            layers.append(qnn.QuantConv2d(channels, c.channels, c.kernel, stride=c.stride, padding=c.padding,
-                                          bias=c.bias, **wq))  # fmt: skip
-            pool = [nn.MaxPool2d(c.pool[0], stride=c.pool[1])] if c.pool else []
+            groups = channels if c.depthwise else 1
+            layers.append(conv_cls(channels, c.channels, c.kernel, stride=c.stride, padding=c.padding, groups=groups,
+                                   bias=c.bias, **wq))  # fmt: skip
+            pool = _pool(net, c)
             layers += pool if c.pool_first else []
             if c.bn:
-                layers.append(nn.BatchNorm2d(c.channels))
-            layers.append(c.act.module())
+                layers.append(bn_cls(c.channels))
+            layers.append(c.act.module(quant_tensor=c.pool_kind == "trunc"))
             layers += pool if not c.pool_first else []
             channels = c.channels
+        if net.global_pool is not None:
+            last = net.convs[-1].act if net.convs else net.in_act
+            assert last is not None
+            if net.global_pool == "trunc":
+                layers[-1] = last.module(quant_tensor=True)
+            with torch.no_grad():
+                size = int(nn.Sequential(*layers)(torch.zeros(1, *net.in_shape)).shape[-1])
+            if net.global_pool == "trunc":
+                bits = last.bits + 2 * max(1, (size - 1).bit_length())
+                layers.append(qnn.TruncAvgPool2d(kernel_size=size, stride=1, bit_width=bits,
+                                                 float_to_int_impl_type="FLOOR"))  # fmt: skip
+            else:
+                layers += [nn.AdaptiveAvgPool2d(1), last.module()]
         self.features = nn.Sequential(*layers)
         with torch.no_grad():
             features = int(np.prod(self.features(torch.zeros(1, *net.in_shape)).shape[1:]))

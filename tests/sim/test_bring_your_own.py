@@ -126,6 +126,16 @@ KINDS = {
                                       convs=(Conv(4, 3, pool=(2, 2), pool_first=True, act=Act("relu", 2)),)),
     "cnn-bipolar-nopad": Net((3, 8, 8), Act("hardtanh", 1), convs=(Conv(6, 2, 2, 0, bn=False,
                              act=Act("identity", 1)),), classes=2, wbits=1, per_channel=False, out_bias=True),
+    "dw-pad-stride-avg3s2-gap": Net((3, 11, 11), Act("identity", 4), classes=4, wbits=3, per_channel=True,
+                                    convs=(Conv(5, 3, act=Act("relu", 3)),
+                                           Conv(5, 3, 2, 1, pool=(3, 2), pool_kind="avg", depthwise=True,
+                                                act=Act("identity", 4))), global_pool="adaptive"),
+    "dw-bipolar-xnor-trunc2": Net((4, 9, 9), Act("identity", 1), classes=3, wbits=1,
+                                  convs=(Conv(4, 3, depthwise=True, act=Act("relu", 2), pool=(2, 2),
+                                              pool_kind="trunc"), Conv(6, 1, act=Act("hardtanh", 1)))),
+    "cnn1d-dw-pool": Net((2, 20), Act("identity", 4), classes=5, wbits=4, dense=(Dense(9, act=Act("relu", 3)),),
+                         convs=(Conv(6, 3, 1, 1, pool=(2, 2), act=Act("relu", 4)),
+                                Conv(6, 3, 2, 1, depthwise=True, act=Act("relu", 2)))),
 }  # fmt: skip
 
 
@@ -212,9 +222,10 @@ ACTS = activations()
 
 @st.composite
 def networks(draw: st.DrawFn) -> Net:
-    """Random valid networks: MLPs and CNNs, odd widths, 1 to 4 bits, every activation kind, bias or not,
-    padding (never in front of bipolar data, which a zero pad cannot represent), stride, max-pool sizes, pooling
-    before or after BatchNorm and the activation."""
+    """Random valid networks: MLPs, 2D and 1D CNNs, odd widths, 1 to 4 bits, every activation kind, bias or not,
+    padding (never in front of bipolar data, which a zero pad cannot represent), stride, depthwise convolutions,
+    max-pools before or after BatchNorm and the activation, average pools (float then requantized, or Brevitas'
+    TruncAvgPool2d over power-of-two windows) and global average pools."""
     in_act = draw(ACTS)
     wbits = draw(st.integers(1, 4))
     dense = tuple(
@@ -223,28 +234,38 @@ def networks(draw: st.DrawFn) -> Net:
     )
     common = {"wbits": wbits, "per_channel": draw(st.booleans()), "out_bias": draw(st.booleans()),
               "classes": draw(st.integers(2, 7)), "centre": draw(st.booleans())}  # fmt: skip
-    if draw(st.booleans()):
+    shape = draw(st.sampled_from(["mlp", "cnn", "cnn", "cnn1d"]))
+    if shape == "mlp":
         return Net((draw(st.integers(3, 40)),), in_act, dense=dense, **common)
-    size = in_size = draw(st.integers(6, 11))
-    channels = draw(st.integers(1, 3))
+    one_d = shape == "cnn1d"
+    size = in_size = draw(st.integers(8, 24)) if one_d else draw(st.integers(6, 11))
+    channels = prev_channels = draw(st.integers(1, 3))
     convs, prev = [], in_act
-    for _ in range(draw(st.integers(1, 2))):
+    for _ in range(draw(st.integers(1, 3))):
         kernel = draw(st.integers(1, 3))
         pad = 0 if prev.bipolar else draw(st.integers(0, 1))
         stride = draw(st.integers(1, 2))
         out = (size + 2 * pad - kernel) // stride + 1
         if out < 2:
             break
-        pool = None
+        act = draw(ACTS)
+        depthwise = draw(st.integers(0, 2)) == 0
+        width = prev_channels if depthwise else draw(st.integers(2, 9))
+        pool, kind = None, "max"
         if out >= 4 and draw(st.booleans()):
-            k = draw(st.integers(2, 3))
+            kind = draw(st.sampled_from(["max"] if one_d or act.bipolar else ["max", "avg", "trunc"]))
+            k = 2 if kind == "trunc" else draw(st.integers(2, 3))
             pool = (k, draw(st.integers(1, k)))
             out = (out - pool[0]) // pool[1] + 1
-        act = draw(ACTS)
-        convs.append(Conv(draw(st.integers(2, 9)), kernel, stride, pad, pool, draw(st.booleans()), draw(st.booleans()),
-                          act, pool_first=pool is not None and draw(st.booleans())))  # fmt: skip
-        size, prev = out, act
-    return Net((channels, in_size, in_size), in_act, convs=tuple(convs), dense=dense, **common)
+        pool_first = pool is not None and kind == "max" and draw(st.booleans())
+        convs.append(Conv(width, kernel, stride, pad, pool, draw(st.booleans()), draw(st.booleans()), act,
+                          pool_first=pool_first, depthwise=depthwise, pool_kind=kind))  # fmt: skip
+        size, prev, prev_channels = out, act, width
+    global_pool = None
+    if not one_d and convs and not prev.bipolar and draw(st.booleans()):
+        global_pool = draw(st.sampled_from(["adaptive", "trunc"] if size in (1, 2, 4) else ["adaptive"]))
+    in_shape = (channels, in_size) if one_d else (channels, in_size, in_size)
+    return Net(in_shape, in_act, convs=tuple(convs), dense=dense, global_pool=global_pool, **common)
 
 
 RANDOM = settings(max_examples=50, deadline=None, derandomize=True, database=None,
