@@ -259,7 +259,7 @@ def test_network_finn_cannot_map_is_refused_by_node(capsys, tmp_path: Path) -> N
     )  # fmt: skip
     export_module(model, np.random.default_rng(0).random((4, 12)).astype(np.float32), tmp_path / "src")
     code, _, err = _run(capsys, "build", str(tmp_path / "src" / "model.onnx"), "--out", str(tmp_path / "b"))
-    _assert_error_after_progress(code, err, "(op type Sigmoid) is left between hardware layers", "remove it")
+    _assert_error_after_progress(code, err, "(op type Sigmoid) is left between hardware layers", "quantized activation")
 
 
 def test_golden_for_a_model_exported_elsewhere(capsys, tmp_path: Path) -> None:
