@@ -12,7 +12,7 @@ from bnnflow.artifacts import load_onnx
 from bnnflow.dataflow.build import build
 from bnnflow.dataflow.config import BuildConfig
 from bnnflow.errors import BnnflowError
-from bnnflow.hw.generate import LIBRARY, folded_model_path, generate, write_rtl
+from bnnflow.hw.generate import LIBRARY, folded_model_path, generate, with_submodules, write_rtl
 from bnnflow.hw.synth import find_yosys, synthesize
 from bnnflow.training.data import Dataset, load_dataset
 from tests.byon import Act, Conv, Net, export_net
@@ -58,9 +58,18 @@ def test_generated_accelerators_synthesize_with_yosys(yosys, exported, capsys, t
         wbits=1,
         convs=(Conv(6, 3, 1, 1, pool=(2, 2), act=Act("identity", 2)), Conv(8, 3, 1, 0, act=Act("relu", 2))),
     )
+    depthwise = Net(
+        (2, 9, 9),
+        Act("identity", 4),
+        classes=3,
+        wbits=3,
+        convs=(Conv(4, 3, act=Act("relu", 3)), Conv(4, 3, 2, 1, pool=(2, 2), pool_kind="trunc", depthwise=True,
+                                                     act=Act("relu", 2))),
+    )  # fmt: skip
     cases = {
         "tfc-w1a1": (exported("tfc", 1, 1, 4), 1000),
         "cnn-pad-w1a2": (export_net(padded_cnn, tmp_path / "cnn", samples=2), 300),
+        "depthwise-avgpool": (export_net(depthwise, tmp_path / "dw", samples=2), 300),
         "tfc-w1a1-tile-pruned": (None, 256),
     }
     modules: set[str] = set()
@@ -83,9 +92,12 @@ def test_generated_accelerators_synthesize_with_yosys(yosys, exported, capsys, t
         rtl = out / "rtl"
         manifest = json.loads((rtl / "manifest.json").read_text())
         assert report["rtl_hash"] == manifest["hash"]  # synthesis read the RTL the hardware stage wrote
-        modules |= {layer["module"] for layer in manifest["layers"]}
+        modules |= with_submodules({layer["module"] for layer in manifest["layers"]})
         modules |= {"bnn_fifo"} if "bnn_fifo #(" in (rtl / "bnn_top.sv").read_text() else set()
-    assert modules == {name.removesuffix(".sv") for name in LIBRARY}
+    # The global sum pool and the channelwise layer come from graphs that none of these networks makes (FINN's
+    # GlobalAccPool and integer elementwise ops): test_pool_channelwise_property.py synthesizes those.
+    elsewhere = {"bnn_global_acc_pool", "bnn_channelwise"}
+    assert modules | elsewhere == {name.removesuffix(".sv") for name in LIBRARY}
 
 
 @pytest.mark.slow
