@@ -28,14 +28,42 @@ RTL_DIR = "rtl"  # inside a build directory
 LIBRARY = (
     "bnn_fifo.sv",
     "bnn_dwc.sv",
+    "bnn_adder_tree.sv",
+    "bnn_count_ge.sv",
+    "bnn_mac_core.sv",
     "bnn_mvau.sv",
     "bnn_mvau_sparse.sv",
+    "bnn_vvau.sv",
     "bnn_thresholding.sv",
     "bnn_swg.sv",
     "bnn_pool.sv",
     "bnn_fmpad.sv",
     "bnn_label_select.sv",
+    "bnn_global_acc_pool.sv",
+    "bnn_channelwise.sv",
 )
+
+# The library modules each library module instantiates: their files come along wherever it is used.
+SUBMODULES: dict[str, tuple[str, ...]] = {
+    "bnn_mvau": ("bnn_mac_core",),
+    "bnn_mvau_sparse": ("bnn_mac_core",),
+    "bnn_vvau": ("bnn_mac_core",),
+    "bnn_mac_core": ("bnn_adder_tree", "bnn_count_ge"),
+    "bnn_count_ge": ("bnn_adder_tree",),
+    "bnn_thresholding": ("bnn_count_ge",),
+}
+
+
+def with_submodules(modules: set[str]) -> set[str]:
+    """`modules` and every library module they instantiate, directly or through another."""
+    out: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        if module not in out:
+            out.add(module)
+            todo.extend(SUBMODULES.get(module, ()))
+    return out
 
 
 @dataclass(frozen=True)
@@ -185,7 +213,7 @@ def _write_design(out: Path, layers: list[LayerRTL], source: str, cfg: HwConfig,
         in_width=layers[0].instream.width,
         out_width=layers[-1].outstream.width,
     )
-    used = {"bnn_fifo"} | {layer.module for layer in layers}
+    used = with_submodules({"bnn_fifo"} | {layer.module for layer in layers})
     library = [path for path in library_files() if path.stem in used]
     for path in library:
         shutil.copyfile(path, out / path.name)

@@ -30,21 +30,26 @@ module bnn_thresholding #(
   logic [CFW-1:0] cf;
   assign in_ready = !out_valid || out_ready;
 
-  // Number of thresholds at or below x, summed as a balanced tree (log2 depth): a chain of NTHRES (up to 255)
-  // additions is a long critical path and overflows the call stack of Yosys' abc9 in the WebAssembly build.
-  function automatic logic [TBITS-1:0] count_ge(input logic signed [TBITS-1:0] x,
-                                                input logic [NTHRES*TBITS-1:0] thr);
-    logic [TBITS-1:0] node[NTHRES];
-    int n;
-    for (int t = 0; t < NTHRES; t++) node[t] = TBITS'(x >= $signed(thr[t*TBITS+:TBITS]));
-    n = NTHRES;
-    while (n > 1) begin
-      for (int i = 0; i < n / 2; i++) node[i] = node[2*i] + node[2*i+1];
-      if (n % 2 == 1) node[n/2] = node[n-1];
-      n = (n + 1) / 2;
-    end
-    return node[0];
-  endfunction
+  // The thresholds of the current channel fold, counted per channel by bnn_count_ge.
+  logic [PE*NTHRES*TBITS-1:0] thr;
+  logic [PE*OBITS-1:0] y;
+
+  assign thr = tmem[cf];
+
+  for (genvar p = 0; p < PE; p++) begin : g_channel
+    logic signed [TBITS-1:0] x;
+    logic [TBITS-1:0] count;
+    assign x = I_SIGNED ? TBITS'($signed(in_data[p*IBITS+:IBITS])) : TBITS'({1'b0, in_data[p*IBITS+:IBITS]});
+    bnn_count_ge #(
+        .N   (NTHRES),
+        .BITS(TBITS)
+    ) u_count (
+        .x    (x),
+        .thr  (thr[p*NTHRES*TBITS+:NTHRES*TBITS]),
+        .count(count)
+    );
+    assign y[p*OBITS+:OBITS] = OBITS'(TBITS'(ACTVAL) + count);
+  end
 
   always_ff @(posedge clk) begin
     if (!rst_n) begin
@@ -53,11 +58,7 @@ module bnn_thresholding #(
     end else begin
       if (out_valid && out_ready) out_valid <= 1'b0;
       if (in_valid && in_ready) begin
-        for (int p = 0; p < PE; p++) begin
-          logic signed [TBITS-1:0] x;
-          x = I_SIGNED ? TBITS'($signed(in_data[p*IBITS+:IBITS])) : TBITS'({1'b0, in_data[p*IBITS+:IBITS]});
-          out_data[p*OBITS+:OBITS] <= OBITS'(TBITS'(ACTVAL) + count_ge(x, tmem[cf][p*NTHRES*TBITS+:NTHRES*TBITS]));
-        end
+        out_data <= y;
         out_valid <= 1'b1;
         cf <= (cf == CFW'(CF - 1)) ? '0 : cf + 1'b1;
       end

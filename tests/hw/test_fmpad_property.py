@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from bnnflow.errors import BnnflowError
 from bnnflow.hw.layers import LayerRTL, StreamFormat, layer_rtl, pack_words
-from tests.hw.test_layers_property import FAST, Dt, Run, check_all, divisors, simulate
+from tests.hw.rtl_harness import FAST, Dt, Run, check_all, divisors, simulate
 
 pytestmark = [pytest.mark.verilator, pytest.mark.usefixtures("verilator")]
 

@@ -10,202 +10,33 @@ A hand-checked tiny example per layer pins the layouts with literal hex words.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bnnflow.fileio import write_text
-from bnnflow.hw.generate import TOP, Design
 from bnnflow.hw.layers import LayerRTL, StreamFormat, pack_words, signed_bits
-from bnnflow.render import render
-from bnnflow.sim.harness import SimConfig, run_design
+from tests.hw.rtl_harness import (
+    BIPOLAR,
+    EXTENDED,
+    FAST,
+    MVAU_INPUTS,
+    MVAU_WEIGHTS,
+    PLAIN_INPUTS,
+    Dt,
+    check_all,
+    divisors,
+    label_reference,
+    mvau_reference,
+    out_type,
+    pick_thresholds,
+    simulate,
+    threshold_reference,
+)
 
 pytestmark = [pytest.mark.verilator, pytest.mark.usefixtures("verilator")]
-
-# Every example is a Verilator compile (seconds), so few examples, always the same ones; `slow` runs more.
-FAST = settings(
-    max_examples=6,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-EXTENDED = settings(FAST, max_examples=25)
-TOP_FIFO_DEPTH = 2  # generate()'s default depth for the FIFO after the last layer
-
-
-# ------------------------------------------------------------------------------------------------ datatypes
-@dataclass(frozen=True)
-class Dt:
-    """An integer stream datatype: `bits` wide, two's complement if signed, bipolar -1/+1 coded as 0/1."""
-
-    bits: int
-    signed: bool = False
-    bipolar: bool = False
-
-    @property
-    def lo(self) -> int:
-        if self.bipolar:
-            return -1
-        return -(1 << (self.bits - 1)) if self.signed else 0
-
-    @property
-    def hi(self) -> int:
-        if self.bipolar:
-            return 1
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
-
-    @property
-    def magnitude(self) -> int:
-        return max(abs(self.lo), abs(self.hi))
-
-    def __repr__(self) -> str:
-        return "BIPOLAR" if self.bipolar else f"{'INT' if self.signed else 'UINT'}{self.bits}"
-
-    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        if self.bipolar:
-            return rng.choice(np.array([-1, 1]), size=shape)
-        return rng.integers(self.lo, self.hi + 1, size=shape)
-
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        v = np.asarray(values, dtype=np.int64)
-        assert v.min() >= self.lo and v.max() <= self.hi, f"{v} out of range for {self}"
-        if self.bipolar:
-            return (v + 1) // 2
-        return v & ((1 << self.bits) - 1)
-
-
-BIPOLAR = Dt(1, bipolar=True)
-MVAU_INPUTS = [Dt(b, signed=True) for b in (2, 3, 4)] + [Dt(b) for b in range(2, 9)] + [BIPOLAR]
-MVAU_WEIGHTS = [Dt(b, signed=True) for b in (2, 3, 4)] + [BIPOLAR]
-PLAIN_INPUTS = [Dt(b) for b in range(1, 9)] + [Dt(b, signed=True) for b in range(2, 9)]
-
-
-def out_type(lo: int, hi: int) -> Dt:
-    """The narrowest type holding [lo, hi]: unsigned where lo >= 0."""
-    return Dt(signed_bits(lo, hi), signed=True) if lo < 0 else Dt(max(1, hi.bit_length()))
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-# ------------------------------------------------------------------------------------------------ simulation
-@dataclass
-class Run:
-    values: np.ndarray  # decoded output, one row per frame
-    words: list[str]  # raw output words as the test bench wrote them
-    cycles: dict
-
-
-# Verilator's runtime library objects, identical for every design here (same flags, no tracing), compiled by the
-# first build of the session and copied into every later (fresh) obj_dir: each build then compiles only its own
-# model and test bench (~3x faster). Their .mk rule makes them depend on the freshly written model makefile,
-# so the copies are dated in the future to keep make from compiling them again.
-_RUNTIME_OBJECTS: dict[str, bytes] = {}
-
-
-def _seed_runtime(obj_dir: Path) -> None:
-    obj_dir.mkdir(parents=True)
-    future = time.time() + 3600
-    for name, data in _RUNTIME_OBJECTS.items():
-        (obj_dir / name).write_bytes(data)
-        os.utime(obj_dir / name, (future, future))
-
-
-def _keep_runtime(obj_dir: Path) -> None:
-    if not _RUNTIME_OBJECTS:
-        _RUNTIME_OBJECTS.update({p.name: p.read_bytes() for p in obj_dir.glob("verilated*.o")})
-
-
-def simulate(layer: LayerRTL, words: list[str], seeds: tuple[int, ...] = (1,)) -> list[Run]:
-    """Simulate `layer` alone on `words` (a whole number of frames): once without back-pressure, then once with
-    back-pressure per seed, all from one compiled build. Mirrors generate() for a one-layer chain."""
-    assert len(words) % layer.instream.words == 0
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="bnn-layer-") as tmp:
-        rtl, sim = Path(tmp) / "rtl", Path(tmp) / "sim"
-        rtl.mkdir()
-        for name, lines in layer.memories.items():
-            write_text(rtl / name, "\n".join(lines) + "\n")
-        top = render(
-            "bnnflow.hw",
-            "top.sv.j2",
-            top=TOP,
-            source=Path(__file__).name,
-            layers=[layer],
-            depths=[TOP_FIFO_DEPTH],
-            in_width=layer.instream.width,
-            out_width=layer.outstream.width,
-        )
-        write_text(rtl / f"{TOP}.sv", top)
-        design = Design(rtl, [layer])
-        _seed_runtime(sim / "obj_dir")
-        for backpressure, seed in [(False, 0), *((True, s) for s in seeds)]:
-            cfg = SimConfig(backpressure=backpressure, seed=seed, sim_dir=sim)
-            values, cycles, _ = run_design(design, words, layer.instream, layer.outstream, cfg, sim)
-            assert not cycles["timed_out"]
-            assert cycles["received_words"] == len(words) // layer.instream.words * layer.outstream.words
-            out_words = (sim / "output.hex").read_text().split()
-            runs.append(Run(values, out_words, cycles))
-        _keep_runtime(sim / "obj_dir")
-    return runs
-
-
-def check_all(runs: list[Run], expected: np.ndarray, what: str) -> None:
-    expected = np.asarray(expected).reshape(len(expected), -1)
-    for run, label in zip(runs, ["steady", *[f"back-pressure #{i}" for i in range(1, len(runs))]], strict=True):
-        assert run.values.shape == expected.shape, f"{what} ({label}): shape {run.values.shape} != {expected.shape}"
-        bad = [tuple(int(i) for i in ix) for ix in np.argwhere(run.values != expected)]
-        assert len(bad) == 0, (
-            f"{what} ({label}): {len(bad)} of {expected.size} output elements differ; first (frame, element) "
-            f"{bad[0]}: expected {expected[bad[0]]}, got {run.values[bad[0]]}\n"
-            f"expected\n{expected}\ngot\n{run.values}"
-        )
-
-
-# ------------------------------------------------------------------------------------------------ references
-def mvau_reference(x: np.ndarray, w: np.ndarray, xnor: bool, thr: np.ndarray | None, actval: int) -> np.ndarray:
-    """x (frames, MW), w (MH, MW): values, or 0/1 codes in XNOR mode. Returns (frames, MH)."""
-    if xnor:
-        acc = (x[:, None, :] == w[None, :, :]).sum(axis=-1)
-    else:
-        acc = x.astype(np.int64) @ w.astype(np.int64).T
-    if thr is None:
-        return acc
-    return threshold_reference(acc, thr, actval)
-
-
-def threshold_reference(x: np.ndarray, thr: np.ndarray, actval: int) -> np.ndarray:
-    """x (..., C), thr (C, NTHRES): actval + #{t : x >= thr[c][t]}."""
-    return actval + (x[..., :, None] >= thr).sum(axis=-1)
-
-
-def label_reference(x: np.ndarray) -> np.ndarray:
-    """Index of the first maximum of each row (a lower index wins ties)."""
-    out = np.empty(len(x), dtype=np.int64)
-    for i, row in enumerate(x):
-        best = 0
-        for j in range(1, len(row)):
-            if row[j] > row[best]:
-                best = j
-        out[i] = best
-    return out
-
-
-def pick_thresholds(rng: np.random.Generator, seen: np.ndarray, lo: int, hi: int, n: int) -> np.ndarray:
-    """n sorted thresholds for one channel: mostly at or next to values it really sees (so that `>=` is
-    exercised at equality), some anywhere in [lo - 2, hi + 2]."""
-    near = rng.choice(seen, size=n) + rng.integers(-1, 2, size=n)
-    anywhere = rng.integers(lo - 2, hi + 3, size=n)
-    return np.sort(np.where(rng.random(n) < 0.75, near, anywhere))
 
 
 # ------------------------------------------------------------------------------------------------ layers
@@ -719,146 +550,3 @@ def test_fifo_by_hand() -> None:
     runs = simulate(fifo_layer(8, 1, 3, 2), words, seeds=(1, 2, 3))
     check_all(runs, np.array([[0xA5, 0x00], [0xFF, 0x3C], [0x81, 0x7E]]), "fifo")
     assert all(run.words == words for run in runs)
-
-
-# ------------------------------------------------------------------------------------------------ sliding window
-@dataclass(frozen=True)
-class SwgCase:
-    bits: int
-    c: int
-    simd: int
-    h: int
-    w: int
-    k: tuple[int, int]
-    s: tuple[int, int]
-    d: tuple[int, int]
-    par: int
-    frames: int
-    seed: int
-
-
-@st.composite
-def swg_cases(draw: st.DrawFn) -> SwgCase:
-    c = draw(st.integers(1, 6))
-    par = draw(st.integers(0, 1))
-    simd = c if par else draw(st.sampled_from(divisors(c)))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    h = draw(st.integers(dh * (kh - 1) + 1, 7))
-    w = draw(st.integers(dw * (kw - 1) + 1, 7))
-    s = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    return SwgCase(draw(st.integers(1, 8)), c, simd, h, w, (kh, kw), s, (dh, dw), par, draw(st.integers(2, 3)),
-                   draw(st.integers(0, 2**32 - 1)))  # fmt: skip
-
-
-def swg_reference(x: np.ndarray, case: SwgCase, oh: int, ow: int) -> np.ndarray:
-    """im2col: for every output pixel, the window in (ky, kx, c) order."""
-    (kh, kw), (sh, sw), (dh, dw) = case.k, case.s, case.d
-    out = np.zeros((x.shape[0], oh, ow, kh, kw, case.c), dtype=np.int64)
-    for oy in range(oh):
-        for ox in range(ow):
-            for ky in range(kh):
-                for kx in range(kw):
-                    out[:, oy, ox, ky, kx, :] = x[:, oy * sh + ky * dh, ox * sw + kx * dw, :]
-    return out.reshape(x.shape[0], -1)
-
-
-def check_swg(case: SwgCase) -> None:
-    rng = np.random.default_rng(case.seed)
-    (kh, kw), (sh, sw), (dh, dw) = case.k, case.s, case.d
-    oh, ow = (case.h - dh * (kh - 1) - 1) // sh + 1, (case.w - dw * (kw - 1) - 1) // sw + 1
-    x = rng.integers(0, 1 << case.bits, size=(case.frames, case.h, case.w, case.c))
-    out_elems = case.simd * (kh * kw if case.par else 1)
-    in_words = case.h * case.w * case.c // case.simd
-    out_words = oh * ow * kh * kw * case.c // out_elems
-    params: dict[str, int | str] = {
-        "BITS": case.bits, "SIMD": case.simd, "C": case.c, "H": case.h, "W": case.w, "KH": kh, "KW": kw,
-        "SH": sh, "SW": sw, "DH": dh, "DW": dw, "OH": oh, "OW": ow, "PAR": case.par,
-    }  # fmt: skip
-    layer = LayerRTL(
-        "L0",
-        "bnn_swg",
-        params,
-        StreamFormat(case.bits, case.simd, in_words, False, False),
-        StreamFormat(case.bits, out_elems, out_words, False, False),
-        max(in_words, out_words),
-    )
-    words = pack_words(x.reshape(-1, case.simd), case.bits)
-    check_all(simulate(layer, words, seeds=(case.seed % 1000 + 1,)), swg_reference(x, case, oh, ow), f"{case}")
-
-
-@FAST
-@given(swg_cases())
-def test_swg_matches_im2col(case: SwgCase) -> None:
-    check_swg(case)
-
-
-@pytest.mark.slow
-@EXTENDED
-@given(swg_cases())
-def test_swg_matches_im2col_extended(case: SwgCase) -> None:
-    check_swg(case)
-
-
-# ------------------------------------------------------------------------------------------------ max-pool
-@dataclass(frozen=True)
-class PoolCase:
-    bits: int
-    signed: bool
-    c: int
-    pe: int
-    k2: int
-    pixels: int
-    frames: int
-    seed: int
-
-
-@st.composite
-def pool_cases(draw: st.DrawFn) -> PoolCase:
-    c = draw(st.integers(1, 8))
-    signed = draw(st.booleans())
-    return PoolCase(draw(st.integers(2 if signed else 1, 8)), signed, c, draw(st.sampled_from(divisors(c))),
-                    draw(st.integers(1, 9)), draw(st.integers(1, 4)), draw(st.integers(2, 3)),
-                    draw(st.integers(0, 2**32 - 1)))  # fmt: skip
-
-
-def check_pool(case: PoolCase) -> None:
-    rng = np.random.default_rng(case.seed)
-    lo, hi = (-(1 << (case.bits - 1)), (1 << (case.bits - 1)) - 1) if case.signed else (0, (1 << case.bits) - 1)
-    x = rng.integers(lo, hi + 1, size=(case.frames, case.pixels, case.k2, case.c))
-    expected = x.max(axis=2).reshape(case.frames, -1)
-    in_words = case.pixels * case.k2 * case.c // case.pe
-    params: dict[str, int | str] = {"BITS": case.bits, "SIGNED": int(case.signed), "C": case.c, "PE": case.pe,
-                                    "K2": case.k2}  # fmt: skip
-    layer = LayerRTL(
-        "L0",
-        "bnn_pool",
-        params,
-        StreamFormat(case.bits, case.pe, in_words, case.signed, False),
-        StreamFormat(case.bits, case.pe, case.pixels * case.c // case.pe, case.signed, False),
-        in_words,
-    )
-    codes = x.reshape(-1, case.pe) & ((1 << case.bits) - 1)
-    check_all(simulate(layer, pack_words(codes, case.bits), seeds=(case.seed % 1000 + 1,)), expected, f"{case}")
-
-
-@FAST
-@given(pool_cases())
-def test_pool_matches_max(case: PoolCase) -> None:
-    check_pool(case)
-
-
-@pytest.mark.slow
-@EXTENDED
-@given(pool_cases())
-def test_pool_matches_max_extended(case: PoolCase) -> None:
-    check_pool(case)
-
-
-def test_pool_by_hand() -> None:
-    # C=2, PE=2, K2=2, signed 4-bit: windows [(-1, 3), (2, -8)] -> (2, 3); [(7, -2), (-3, -1)] -> (7, -1).
-    words = ["3f", "82", "e7", "fd"]
-    runs = simulate(LayerRTL("L0", "bnn_pool", {"BITS": 4, "SIGNED": 1, "C": 2, "PE": 2, "K2": 2},
-                             StreamFormat(4, 2, 2, True, False), StreamFormat(4, 2, 1, True, False), 2),
-                    words, seeds=(1, 2))  # fmt: skip
-    check_all(runs, np.array([[2, 3], [7, -1]]), "pool")

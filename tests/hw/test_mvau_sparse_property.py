@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from bnnflow.hw.generate import FIFO_LATENCY
 from bnnflow.hw.layers import PIPELINE_STAGES, LayerRTL, StreamFormat, pack_words, signed_bits
 from bnnflow.sim.harness import steady_state_ii
-from tests.hw.test_layers_property import (
+from tests.hw.rtl_harness import (
     EXTENDED,
     FAST,
     MVAU_INPUTS,

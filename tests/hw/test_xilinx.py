@@ -14,7 +14,7 @@ import pytest
 
 from bnnflow.errors import BnnflowError
 from bnnflow.fileio import write_text
-from bnnflow.hw.generate import TOP, library_files
+from bnnflow.hw.generate import TOP, library_files, with_submodules
 from bnnflow.hw.layers import LayerRTL, StreamFormat, pack_words
 from bnnflow.hw.synth import find_yosys
 from bnnflow.hw.xilinx import (
@@ -51,7 +51,7 @@ def make_rtl(rtl: Path) -> dict[str, Any]:
     """An RTL directory as the hardware stage writes it (library copies, bnn_top.sv, memories); its manifest."""
     rtl.mkdir(parents=True)
     layers = _layers()
-    used = {"bnn_fifo", *(layer.module for layer in layers)}
+    used = with_submodules({"bnn_fifo", *(layer.module for layer in layers)})
     library = [path for path in library_files() if path.stem in used]
     for path in library:
         shutil.copyfile(path, rtl / path.name)
