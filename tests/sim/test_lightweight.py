@@ -37,13 +37,14 @@ NETWORKS: dict[str, tuple[Callable[[], object], tuple[int, ...], dict]] = {
 }
 # (network, cycles per frame: None = FINN's defaults, else SetFolding's target), the default tier first.
 CASES = [
-    pytest.param("mobilenet-v1-w0.125-32", None, id="mobilenet-w0.125-finn-default"),
     pytest.param("mobilenet-v1-w0.125-32", 20000, id="mobilenet-w0.125-20k"),
+    pytest.param("mobilenet-v1-w0.125-32", 4000, id="mobilenet-w0.125-4k"),
     pytest.param("vgg10-1d-16ch-128", None, id="vgg1d-small-finn-default"),
     pytest.param("vgg10-1d-16ch-128", 5000, id="vgg1d-small-5k"),
-    pytest.param("kws-mlp-w3a3", None, id="kws-folded"),
+    pytest.param("kws-mlp-w3a3", None, id="kws-folded", marks=pytest.mark.slow),
     pytest.param("kws-mlp-w3a3", 500, id="kws-500"),
     pytest.param("dwnet", 2000, id="dwnet-2k"),
+    pytest.param("mobilenet-v1-w0.125-32", None, id="mobilenet-w0.125-finn-default", marks=pytest.mark.slow),
     pytest.param("mobilenet-v1-w0.25-32", None, id="mobilenet-w0.25-finn-default", marks=pytest.mark.slow),
     pytest.param("mobilenet-v1-w0.25-32", 5000, id="mobilenet-w0.25-5k", marks=pytest.mark.slow),
     pytest.param("vgg10-1d-64ch-1024", 100000, id="vgg10-radioml-100k", marks=pytest.mark.slow),
