@@ -52,20 +52,50 @@ module bnn_selftest #(
     $readmemh(LABELS_FILE, labels);
   end
 
-  // Input: a registered ROM read, refilled whenever its word is taken.
+  // Input: the image ROM (a block RAM) feeds a queue of three flip-flop words whose head drives the accelerator.
+  // A read is issued on registered state only (room in the queue), never on the accelerator's in_ready, and the
+  // accelerator's first layer starts at a flip-flop, not at the block RAM's slow output: each of those paths
+  // was the whole board's critical path when the ROM read went straight into the first layer. Three words keep
+  // one word per cycle flowing: one at the head, one on the ROM's output, one being read.
   logic [IAW-1:0] iaddr;
+  logic [IN_W-1:0] rom_q;
+  logic rom_v;  // rom_q holds the word read the cycle before, to be queued now
+  logic [IN_W-1:0] q0, q1, q2;  // the queue, q0 its head
+  logic [1:0] n;  // words in the queue
+  logic issue, pop;
   logic [IN_W-1:0] in_data;
   logic in_valid, in_ready;
+  // Room for the word read now counts it, the one on the ROM's output and the queue as it was (pops ignored).
+  assign issue = iaddr != IAW'(NIN) && {1'b0, n} + {2'b0, rom_v} < 3'd3;
+  assign pop = in_valid && in_ready;
+  assign in_valid = n != 2'd0;
+  assign in_data = q0;
+
+  always_ff @(posedge clk) if (issue) rom_q <= images[iaddr];  // no reset: block RAM
+
   always_ff @(posedge clk) begin
     if (!rst_n) begin
       iaddr <= '0;
-      in_valid <= 1'b0;
-    end else if ((!in_valid || in_ready) && iaddr != IAW'(NIN)) begin
-      in_data <= images[iaddr];
-      in_valid <= 1'b1;
-      iaddr <= iaddr + 1'b1;
-    end else if (in_ready) begin
-      in_valid <= 1'b0;
+      rom_v <= 1'b0;
+      n <= 2'd0;
+    end else begin
+      rom_v <= issue;
+      if (issue) iaddr <= iaddr + 1'b1;
+      n <= n - {1'b0, pop} + {1'b0, rom_v};
+    end
+  end
+
+  // After a pop the words move down one place; the word from the ROM goes to the first free place (writing it
+  // into the free places above that is harmless: they are not counted in n).
+  always_ff @(posedge clk) begin
+    if (pop) begin
+      q0 <= (n > 2'd1) ? q1 : rom_q;
+      q1 <= (n > 2'd2) ? q2 : rom_q;
+      q2 <= rom_q;
+    end else begin
+      if (n == 2'd0) q0 <= rom_q;
+      if (n <= 2'd1) q1 <= rom_q;
+      if (n <= 2'd2) q2 <= rom_q;
     end
   end
 
