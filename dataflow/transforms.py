@@ -392,6 +392,14 @@ def _spatial_window(model: Any, node: Any) -> tuple[int, int] | None:
     return int(shape[2]), 1
 
 
+def _requantized(model: Any, node: Any) -> bool:
+    """`node` is a quantizer, or a ReLU feeding one (QuantReLU exports as Relu -> Quant)."""
+    if node.op_type == "Relu":
+        consumers = model.find_consumers(node.output[0])
+        return len(consumers) == 1 and consumers[0].op_type == "Quant"
+    return bool(node.op_type == "Quant")
+
+
 class QuantizedAvgPool(Transformation):
     """A float average pool followed by a quantizer (nn.AvgPool2d or nn.AdaptiveAvgPool2d(1), then QuantIdentity)
     becomes FINN's integer pool: the window sum of the integers its input quantizer emits (QuantAvgPool2d with no
@@ -410,7 +418,7 @@ class QuantizedAvgPool(Transformation):
             consumers = model.find_consumers(node.output[0])
             if window is None or producer is None or producer.op_type != "Quant" or len(consumers) != 1:
                 continue
-            if consumers[0].op_type != "Quant":
+            if not _requantized(model, consumers[0]):
                 continue
             scale, zero, bits = (model.get_initializer(name) for name in producer.input[1:4])
             if scale is None or zero is None or bits is None or np.size(scale) != 1 or np.any(zero != 0):
