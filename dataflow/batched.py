@@ -55,6 +55,24 @@ def _mvau(inst: Any, node: Any, ctx: dict[str, np.ndarray]) -> None:
     ctx[node.output[0]] = np.asarray(acc, dtype=np.float32).reshape(ctx[node.output[0]].shape)
 
 
+def _vvau(inst: Any, node: Any, ctx: dict[str, np.ndarray]) -> None:
+    """FINN's VVAU execution (vectorvectoractivation.py: execute_node) over a batch. Behind a sliding window (as
+    in every accelerator graph) FINN takes PE = channels, so its reordering of the input is the identity."""
+    from qonnx.custom_op.general.multithreshold import multithreshold
+
+    (kh, kw), channels = inst.get_nodeattr("Kernel"), inst.get_nodeattr("Channels")
+    h, w = inst.get_nodeattr("Dim")
+    x = ctx[node.input[0]].reshape(-1, h, w, kh * kw * channels)
+    acc = np.matmul(x, inst._infer_sparse_weight_tensor(ctx[node.input[1]], kh, kw, channels))
+    if inst.get_nodeattr("inputDataType") == "BIPOLAR" and inst.get_nodeattr("weightDataType") == "BIPOLAR":
+        acc = (acc + kh * kw) / 2
+    if inst.get_nodeattr("noActivation") == 0:
+        bipolar = inst.get_nodeattr("outputDataType") == "BIPOLAR"
+        acc = multithreshold(acc, ctx[node.input[2]], 2 if bipolar else 1,
+                             -1 if bipolar else inst.get_nodeattr("ActVal"), channels_last=True)  # fmt: skip
+    ctx[node.output[0]] = np.asarray(acc, dtype=np.float32).reshape(ctx[node.output[0]].shape)
+
+
 def _swg(inst: Any, node: Any, ctx: dict[str, np.ndarray]) -> None:
     """FINN's sliding window generator as its python execution computes it (qonnx' Im2Col of one NHWC frame:
     windows in (kernel row, kernel column, channel) order), for a batch of frames at once. qonnx' Im2Col itself
@@ -71,7 +89,7 @@ def batched_kinds(model: Any) -> list[str]:
     """The node kinds of an accelerator graph with no batched path (empty: the graph runs batched)."""
     from bnnflow.dataflow.fold import base_op_type
 
-    known = {"MVAU", "ConvolutionInputGenerator", *BATCH_AGNOSTIC}
+    known = {"MVAU", "VVAU", "ConvolutionInputGenerator", *BATCH_AGNOSTIC}
     return sorted({base_op_type(n.op_type) for n in model.graph.node} - known)
 
 
@@ -92,6 +110,8 @@ def _run_accelerator_chunk(model: Any, x: np.ndarray) -> np.ndarray:
         kind = base_op_type(node.op_type)
         if kind == "MVAU":
             _mvau(inst, node, ctx)
+        elif kind == "VVAU":
+            _vvau(inst, node, ctx)
         elif kind == "ConvolutionInputGenerator":
             _swg(inst, node, ctx)
         else:

@@ -392,6 +392,23 @@ def _spatial_window(model: Any, node: Any) -> tuple[int, int] | None:
     return int(shape[2]), 1
 
 
+def _any_window(model: Any, node: Any) -> tuple[list[int], list[int]] | None:
+    """(kernel, strides) of an unpadded AveragePool of any rank (1D or 2D, square or not), else None."""
+    from qonnx.util.basic import get_by_name
+
+    shape = model.get_tensor_shape(node.input[0])
+    if node.op_type != "AveragePool" or shape is None or len(shape) not in (3, 4):
+        return None
+    kernel = get_by_name(node.attribute, "kernel_shape")
+    strides = get_by_name(node.attribute, "strides")
+    pads = get_by_name(node.attribute, "pads")
+    ceil = get_by_name(node.attribute, "ceil_mode")
+    if kernel is None or (pads is not None and any(pads.ints)) or (ceil is not None and ceil.i):
+        return None
+    k = [int(v) for v in kernel.ints]
+    return k, [int(v) for v in strides.ints] if strides is not None else [1] * len(k)
+
+
 def _requantized(model: Any, node: Any) -> bool:
     """`node` is a quantizer, or a ReLU feeding one (QuantReLU exports as Relu -> Quant)."""
     if node.op_type == "Relu":
@@ -414,9 +431,12 @@ class QuantizedAvgPool(Transformation):
             if node.op_type not in ("AveragePool", "GlobalAveragePool", "ReduceMean"):
                 continue
             window = _spatial_window(model, node)
+            general = _any_window(model, node) if window is None else None
             producer = model.find_producer(node.input[0])
             consumers = model.find_consumers(node.output[0])
-            if window is None or producer is None or producer.op_type != "Quant" or len(consumers) != 1:
+            if window is None and general is None:
+                continue
+            if producer is None or producer.op_type != "Quant" or len(consumers) != 1:
                 continue
             if not _requantized(model, consumers[0]):
                 continue
@@ -424,6 +444,9 @@ class QuantizedAvgPool(Transformation):
             if scale is None or zero is None or bits is None or np.size(scale) != 1 or np.any(zero != 0):
                 continue
             signed = get_by_name(producer.attribute, "signed")
+            if general is not None:
+                return self._as_depthwise_sum(model, node, general, float(np.asarray(scale).item())), True
+            assert window is not None
             k, stride = window
             ibits = int(np.asarray(bits).item())
             obits = int((2**ibits - 1) * k * k).bit_length() + (1 if signed is not None and signed.i else 0)
@@ -457,6 +480,43 @@ class QuantizedAvgPool(Transformation):
 
             return model.transform(InferShapes()), True
         return model, False
+
+    @staticmethod
+    def _as_depthwise_sum(model: Any, node: Any, window: tuple[list[int], list[int]], scale: float) -> Any:
+        """A window FINN's square QuantAvgPool2d cannot express (1D, or k x l): its sum is a depthwise convolution
+        with all-ones kernels, which FINN maps to a VVAU; the 1/size goes into the next thresholds as above."""
+        from onnx import helper
+        from qonnx.core.datatype import DataType
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        kernel, strides = window
+        channels = int(model.get_tensor_shape(node.input[0])[1])
+        ints, sums = model.make_new_valueinfo_name(), model.make_new_valueinfo_name()
+        div_c, ones, mul_c = (model.make_new_valueinfo_name() for _ in range(3))
+        model.set_initializer(div_c, np.asarray(scale, dtype=np.float32))
+        model.set_initializer(ones, np.ones((channels, 1, *kernel), dtype=np.float32))
+        model.set_tensor_datatype(ones, DataType["INT2"])
+        model.set_initializer(mul_c, np.asarray(scale / float(np.prod(kernel)), dtype=np.float32))
+        new = [
+            helper.make_node("Div", [node.input[0], div_c], [ints], name=f"{node.name}_to_int"),
+            helper.make_node(
+                "Conv",
+                [ints, ones],
+                [sums],
+                group=channels,
+                kernel_shape=kernel,
+                strides=strides,
+                pads=[0] * (2 * len(kernel)),
+                dilations=[1] * len(kernel),
+                name=f"{node.name}_sum",
+            ),
+            helper.make_node("Mul", [sums, mul_c], [node.output[0]], name=f"{node.name}_mean"),
+        ]
+        index = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for offset, n in enumerate(new):
+            model.graph.node.insert(index + offset, n)
+        return model.transform(InferShapes())
 
 
 class DepthwiseWeightsNotBipolar(Transformation):

@@ -119,7 +119,7 @@ def _pool(net: Net, c: Conv) -> list[nn.Module]:
     if c.pool_kind == "trunc":
         bits = c.act.bits + max(1, (k * k - 1).bit_length())
         return [qnn.TruncAvgPool2d(kernel_size=k, stride=stride, bit_width=bits, float_to_int_impl_type="FLOOR")]
-    return [nn.AvgPool2d(k, stride=stride), c.act.module()]
+    return [(nn.AvgPool1d if net.one_d else nn.AvgPool2d)(k, stride=stride), c.act.module()]
 
 
 def _weight_quant(net: Net) -> dict[str, object]:

@@ -134,7 +134,7 @@ KINDS = {
                                   convs=(Conv(4, 3, depthwise=True, act=Act("relu", 2), pool=(2, 2),
                                               pool_kind="trunc"), Conv(6, 1, act=Act("hardtanh", 1)))),
     "cnn1d-dw-pool": Net((2, 20), Act("identity", 4), classes=5, wbits=4, dense=(Dense(9, act=Act("relu", 3)),),
-                         convs=(Conv(6, 3, 1, 1, pool=(2, 2), act=Act("relu", 4)),
+                         convs=(Conv(6, 3, 1, 1, pool=(3, 2), pool_kind="avg", act=Act("relu", 4)),
                                 Conv(6, 3, 2, 1, depthwise=True, act=Act("relu", 2)))),
 }  # fmt: skip
 
@@ -253,7 +253,8 @@ def networks(draw: st.DrawFn) -> Net:
         width = prev_channels if depthwise else draw(st.integers(2, 9))
         pool, kind = None, "max"
         if out >= 4 and draw(st.booleans()):
-            kind = draw(st.sampled_from(["max"] if one_d or act.bipolar else ["max", "avg", "trunc"]))
+            kinds = ["max"] if act.bipolar else ["max", "avg"] if one_d else ["max", "avg", "trunc"]
+            kind = draw(st.sampled_from(kinds))
             k = 2 if kind == "trunc" else draw(st.integers(2, 3))
             pool = (k, draw(st.integers(1, k)))
             out = (out - pool[0]) // pool[1] + 1
