@@ -219,8 +219,8 @@ def test_skip_connection_is_refused_by_node(tmp_path: Path) -> None:
 
 
 def test_layer_without_hardware_mapping_before_compute_is_refused(tmp_path: Path) -> None:
-    """An average pool has no hardware layer: the build names it instead of running the layers after it on the
-    host (a host part after the accelerator may scale and select, not compute)."""
+    """An average pool whose output is not quantized has no hardware layer: the build names it instead of running
+    the layers after it on the host (a host part after the accelerator may scale and select, not compute)."""
     import brevitas.nn as qnn
     import torch
 
@@ -229,7 +229,8 @@ def test_layer_without_hardware_mapping_before_compute_is_refused(tmp_path: Path
         qnn.QuantReLU(bit_width=2), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
         qnn.QuantLinear(36, 3, bias=False, weight_bit_width=2),
     )  # fmt: skip
-    with pytest.raises(BnnflowError, match=r"\(op type AveragePool.*\) has no hardware layer .* use nn.MaxPool2d"):
+    refused = r"\(op type AveragePool.*\) has no hardware layer .* not quantized.*TruncAvgPool2d"
+    with pytest.raises(BnnflowError, match=refused):
         build(_export(net, (1, 8, 8), tmp_path / "src"), _cfg(tmp_path / "b"))
 
 
