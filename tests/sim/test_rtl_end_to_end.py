@@ -129,15 +129,15 @@ def test_cnv_rtl(verilator, exported, tmp_path, wbits, abits, fold) -> None:
 
 
 def test_layer_without_rtl_is_named(verilator, exported, tmp_path) -> None:
-    """A folded graph with a layer bnnflow has no RTL for (FINN's vector-vector unit) is refused by name."""
+    """A folded graph with a layer bnnflow has no RTL for (FINN's embedding lookup) is refused by name."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     out = _build(exported("tfc", 1, 1, 4), tmp_path, 1000)
     path = out / "intermediate" / "estimate.onnx"
     model = ModelWrapper(str(path))
-    model.graph.node[1].op_type = "VVAU_hls"
+    model.graph.node[1].op_type = "Lookup_hls"
     model.save(str(path))
-    with pytest.raises(BnnflowError, match=r"layer 'MVAU_hls_0' \(VVAU_hls\) has no RTL in bnnflow yet"):
+    with pytest.raises(BnnflowError, match=r"layer 'MVAU_hls_0' \(Lookup_hls\) has no RTL in bnnflow yet"):
         write_rtl(out)
 
 
