@@ -27,6 +27,7 @@ from bnnflow.dataflow.transforms import (
     InferThresholdingBipolar,
     LiftOneDimensional,
     MoveAddPastMaxPool,
+    PointwiseDepthwiseAsDense,
     QuantizedAvgPool,
     ScaleInput,
     TruncWithoutUpshift,
@@ -177,7 +178,8 @@ def step_streamline(model: Any, cfg: BuildConfig) -> Any:
         model = model.transform(absorb.AbsorbTransposeIntoMultiThreshold())
         model = model.transform(MakeMaxPoolNHWC())
         model = model.transform(absorb.AbsorbConsecutiveTransposes())
-    model = model.transform(DepthwiseWeightsNotBipolar()).transform(ConvertBipolarMatMulToXnorPopcount())
+    model = model.transform(DepthwiseWeightsNotBipolar()).transform(PointwiseDepthwiseAsDense())
+    model = model.transform(ConvertBipolarMatMulToXnorPopcount())
     model = model.transform(Streamline())
     model = model.transform(absorb.AbsorbScalarMulAddIntoTopK())
     model = model.transform(RoundAndClipThresholds())

@@ -532,3 +532,21 @@ class DepthwiseWeightsNotBipolar(Transformation):
             if sparsity and "dw" in sparsity and model.get_tensor_datatype(node.input[1]) == DataType["BIPOLAR"]:
                 model.set_tensor_datatype(node.input[1], DataType["INT2"])
         return model, False
+
+
+class PointwiseDepthwiseAsDense(Transformation):
+    """A 1x1 depthwise convolution (a one-channel convolution is one too, for qonnx) has no sliding window in front,
+    and FINN's SetFolding requires one in front of every VVAU. Its lowered weight matrix is diagonal: computed as an
+    ordinary matrix-vector unit, it gives the same sums."""
+
+    def apply(self, model: Any) -> tuple[Any, bool]:
+        for node in model.get_nodes_by_op_type("MatMul"):
+            sparsity = model.get_tensor_sparsity(node.input[1])
+            if not sparsity or "dw" not in sparsity or list(sparsity["dw"]["kernel_shape"]) != [1, 1]:
+                continue
+            for annotation in model.graph.quantization_annotation:
+                if annotation.tensor_name == node.input[1]:
+                    kept = [e for e in annotation.quant_parameter_tensor_names if e.key != "tensor_sparsity"]
+                    del annotation.quant_parameter_tensor_names[:]
+                    annotation.quant_parameter_tensor_names.extend(kept)
+        return model, False
