@@ -45,7 +45,6 @@ CASES = [
     pytest.param("kws-mlp-w3a3", 500, id="kws-500"),
     pytest.param("dwnet", 2000, id="dwnet-2k"),
     pytest.param("mobilenet-v1-w0.125-32", None, id="mobilenet-w0.125-finn-default", marks=pytest.mark.slow),
-    pytest.param("mobilenet-v1-w0.25-32", None, id="mobilenet-w0.25-finn-default", marks=pytest.mark.slow),
     pytest.param("mobilenet-v1-w0.25-32", 5000, id="mobilenet-w0.25-5k", marks=pytest.mark.slow),
     pytest.param("vgg10-1d-64ch-1024", 100000, id="vgg10-radioml-100k", marks=pytest.mark.slow),
     pytest.param("vgg10-1d-64ch-1024", 20000, id="vgg10-radioml-20k", marks=pytest.mark.slow),
