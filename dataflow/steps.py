@@ -31,6 +31,7 @@ from bnnflow.dataflow.transforms import (
     QuantizedAvgPool,
     ScaleInput,
     TruncWithoutUpshift,
+    WeightTypesHoldWeights,
 )
 from bnnflow.errors import BnnflowError
 
@@ -421,7 +422,8 @@ def step_minimize_bit_width(model: Any, cfg: BuildConfig) -> Any:
 
     if cfg.minimize_bit_width:
         model = model.transform(MinimizeWeightBitWidth()).transform(MinimizeAccumulatorWidth())
-        model = model.transform(CoverAccumulatorRange()).transform(InferDataTypes())
+        model = model.transform(WeightTypesHoldWeights()).transform(CoverAccumulatorRange())
+        model = model.transform(InferDataTypes())
     return model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
 
 

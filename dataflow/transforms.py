@@ -550,3 +550,33 @@ class PointwiseDepthwiseAsDense(Transformation):
                     del annotation.quant_parameter_tensor_names[:]
                     annotation.quant_parameter_tensor_names.extend(kept)
         return model, False
+
+
+class WeightTypesHoldWeights(Transformation):
+    """Every weight of a matrix- or vector-vector unit must be a value of its weightDataType. FINN's
+    MinimizeWeightBitWidth annotates weights in {-1, 0} as BIPOLAR (the smallest type that holds -1), which has no
+    0: an accelerator that stores them as bipolar codes turns every 0 into -1. Such a type is widened to the
+    smallest signed integer type that holds the weights."""
+
+    def apply(self, model: Any) -> tuple[Any, bool]:
+        from qonnx.core.datatype import DataType
+        from qonnx.custom_op.registry import getCustomOp
+
+        for node in model.graph.node:
+            if not (node.op_type.startswith("MVAU") or node.op_type.startswith("VVAU")):
+                continue
+            inst = getCustomOp(node)
+            weights = model.get_initializer(node.input[1])
+            if weights is None or inst.get_nodeattr("binaryXnorMode"):
+                continue  # XNOR mode stores 0/1 codes by design
+            wdt = DataType[inst.get_nodeattr("weightDataType")]
+            values = np.unique(np.asarray(weights))
+            if all(wdt.allowed(v) for v in values):
+                continue
+            lo, hi = int(values.min()), int(values.max())
+            bits = 2
+            while not (-(1 << (bits - 1)) <= lo and hi < (1 << (bits - 1))):
+                bits += 1
+            inst.set_nodeattr("weightDataType", f"INT{bits}")
+            model.set_tensor_datatype(node.input[1], DataType[f"INT{bits}"])
+        return model, False

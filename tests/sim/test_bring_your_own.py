@@ -139,6 +139,15 @@ KINDS = {
 }  # fmt: skip
 
 
+def test_weights_of_minus_one_and_zero_are_not_bipolar(tmp_path) -> None:
+    """This network's first-layer 2-bit weights come out as -1 and 0 only, which FINN's MinimizeWeightBitWidth
+    annotates BIPOLAR; the RTL then stored every 0 as -1 (found by the random networks)."""
+    net = Net((3,), Act("relu", 2), classes=2, wbits=2, dense=(Dense(4, bias=True, bn=False, act=Act("identity", 1)),
+              Dense(17, bn=False, act=Act("identity", 2, signed=False))))  # fmt: skip
+    src = export_net(net, tmp_path / "src", samples=4, seed=2)
+    assert_exact(build_and_simulate(src, tmp_path / "b", 500))
+
+
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_network_kinds(tmp_path, kind) -> None:
     src = export_net(KINDS[kind], tmp_path / "src", samples=5, seed=1)
