@@ -159,7 +159,7 @@ class ByonNet(nn.Module):
             if net.global_pool == "trunc":
                 layers[-1] = last.module(quant_tensor=True)
             with torch.no_grad():
-                size = int(nn.Sequential(*layers)(torch.zeros(1, *net.in_shape)).shape[-1])
+                size = int(nn.Sequential(*layers).eval()(torch.zeros(1, *net.in_shape)).shape[-1])
             if net.global_pool == "trunc":
                 bits = last.bits + 2 * max(1, (size - 1).bit_length())
                 layers.append(qnn.TruncAvgPool2d(kernel_size=size, stride=1, bit_width=bits,
@@ -168,7 +168,7 @@ class ByonNet(nn.Module):
                 layers += [nn.AdaptiveAvgPool2d(1), last.module()]
         self.features = nn.Sequential(*layers)
         with torch.no_grad():
-            features = int(np.prod(self.features(torch.zeros(1, *net.in_shape)).shape[1:]))
+            features = int(np.prod(self.features.eval()(torch.zeros(1, *net.in_shape)).shape[1:]))
         dense: list[nn.Module] = []
         for d in net.dense:
             dense.append(qnn.QuantLinear(features, d.width, bias=d.bias, **wq))
